@@ -1,0 +1,102 @@
+"""``aed-pipeline``: the operator's commands for what is not Dagster's job.
+
+    aed-pipeline db upgrade            apply the schema migrations
+    aed-pipeline db downgrade REV      revert them (``base`` drops the platform's tables)
+    aed-pipeline db url                print the database URL in use, password redacted
+    aed-pipeline db stop               stop the embedded PostgreSQL (it otherwise keeps running)
+    aed-pipeline simulator serve       serve both simulated APIs over HTTP on localhost
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from aed_pipeline.lib import settings
+from aed_pipeline.lib.embedded_postgres import stop_embedded_postgres
+from aed_pipeline.lib.warehouse import (
+    create_warehouse_engine,
+    current_revision,
+    downgrade_schema,
+    redact_database_url,
+    resolve_database_url,
+    upgrade_schema,
+)
+
+
+def _database_url() -> str:
+    return resolve_database_url(settings.env_or_none(settings.DATABASE_URL_ENV), settings.pipeline_home())
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    url = _database_url()
+    engine = create_warehouse_engine(url)
+    upgrade_schema(engine, args.revision)
+    print(f"{redact_database_url(url)} is at revision {current_revision(engine)}")
+    return 0
+
+
+def _db_downgrade(args: argparse.Namespace) -> int:
+    url = _database_url()
+    engine = create_warehouse_engine(url)
+    downgrade_schema(engine, args.revision)
+    print(f"{redact_database_url(url)} is at revision {current_revision(engine) or 'base'}")
+    return 0
+
+
+def _db_url(_: argparse.Namespace) -> int:
+    print(redact_database_url(_database_url()))
+    return 0
+
+
+def _db_stop(_: argparse.Namespace) -> int:
+    if settings.env_or_none(settings.DATABASE_URL_ENV):
+        print(f"{settings.DATABASE_URL_ENV} is set: there is no embedded server to stop", file=sys.stderr)
+        return 1
+    stopped = stop_embedded_postgres(settings.pipeline_home())
+    print("stopped the embedded PostgreSQL" if stopped else "the embedded PostgreSQL was not running")
+    return 0
+
+
+def _simulator_serve(args: argparse.Namespace) -> int:
+    from aed_pipeline.simulator import run_server
+
+    run_server(args.host, args.port, seed=args.seed, aed_count=args.aed_count)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aed-pipeline", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    db = commands.add_parser("db", help="the warehouse database").add_subparsers(dest="db_command", required=True)
+    upgrade = db.add_parser("upgrade", help="apply the schema migrations")
+    upgrade.add_argument("revision", nargs="?", default="head")
+    upgrade.set_defaults(handler=_db_upgrade)
+    downgrade = db.add_parser("downgrade", help="revert the schema migrations")
+    downgrade.add_argument("revision")
+    downgrade.set_defaults(handler=_db_downgrade)
+    db.add_parser("url", help="print the database URL in use (password redacted)").set_defaults(handler=_db_url)
+    db.add_parser("stop", help="stop the embedded PostgreSQL").set_defaults(handler=_db_stop)
+
+    simulator = commands.add_parser("simulator", help="the offline API simulator").add_subparsers(
+        dest="simulator_command", required=True
+    )
+    serve = simulator.add_parser("serve", help="serve both simulated APIs over HTTP")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument("--seed", type=int, default=20260101)
+    serve.add_argument("--aed-count", type=int, default=81464)
+    serve.set_defaults(handler=_simulator_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Dagster definitions, one folder per source, loaded by aed_pipeline.definitions."""

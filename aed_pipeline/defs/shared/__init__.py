@@ -1,0 +1,1 @@
+"""Definitions shared by both sources: resources, partitions."""

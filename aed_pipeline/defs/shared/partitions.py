@@ -1,0 +1,29 @@
+"""Daily partitions in Korean time: a partition is a KST calendar date.
+
+The AED registry can only be fetched for today, so its newest partition is today's KST date
+(``end_offset=1``); earlier dates exist for re-deriving history from their archived snapshots. A
+flower partition is one sale date; auctions settle during the day, so today is included as well
+and re-fetched on the following days.
+"""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+KST = "Asia/Seoul"
+AED_START_DATE_ENV = "AED_PIPELINE_AED_START_DATE"
+FLOWER_START_DATE_ENV = "AED_PIPELINE_FLOWER_START_DATE"
+
+aed_daily_partitions = dg.DailyPartitionsDefinition(
+    start_date=os.environ.get(AED_START_DATE_ENV) or "2026-01-01",
+    timezone=KST,
+    end_offset=1,
+)
+
+flower_daily_partitions = dg.DailyPartitionsDefinition(
+    start_date=os.environ.get(FLOWER_START_DATE_ENV) or "2020-01-01",
+    timezone=KST,
+    end_offset=1,
+)

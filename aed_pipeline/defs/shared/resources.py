@@ -1,0 +1,168 @@
+"""The resources both sources use: the warehouse and the two API clients.
+
+Secrets (service keys, a database URL with a password) reach Dagster only as ``dg.EnvVar``, so the
+UI shows the variable's name and never its value. With no service key set, an API resource talks
+to the built-in simulator through an in-process transport and says so in the log; ``source`` tells
+the assets which one they got, for their metadata.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import dagster as dg
+from sqlalchemy.engine import Engine
+
+from aed_pipeline.lib import settings
+from aed_pipeline.lib.at_flower import AtFlowerClient
+from aed_pipeline.lib.egen import EgenClient
+from aed_pipeline.lib.warehouse import redact_database_url, resolve_database_url, warehouse_engine
+
+logger = logging.getLogger(__name__)
+
+SIMULATOR_KEY = "simulator-key"
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The PostgreSQL warehouse; the embedded server under ``home`` when no URL is configured."""
+
+    database_url: str | None = None
+    home: str | None = None
+
+    def resolved_url(self) -> str:
+        home = Path(self.home).expanduser().resolve() if self.home else settings.pipeline_home()
+        return resolve_database_url(self.database_url, home)
+
+    def engine(self) -> Engine:
+        """The process-wide engine for this database, schema migrated to the newest revision."""
+        return warehouse_engine(self.resolved_url())
+
+    def redacted_url(self) -> str:
+        return redact_database_url(self.resolved_url())
+
+
+@lru_cache(maxsize=1)
+def _shared_simulator():
+    """One simulator per process, so that every client of a run sees the same evolving world."""
+    # The simulator is the outside world's stand-in: only this wiring layer may know about it.
+    from aed_pipeline.simulator import Simulator
+
+    return Simulator()
+
+
+def _simulator_transport():
+    from aed_pipeline.simulator import simulator_transport
+
+    return simulator_transport(_shared_simulator())
+
+
+class EgenApiResource(dg.ConfigurableResource):
+    """The e-gen AED API (data.go.kr AEDInfoInqireService), or the simulator without a key."""
+
+    service_key: str | None = None
+    base_url: str = settings.DEFAULT_EGEN_BASE_URL
+    num_of_rows: int = 5000
+    response_type: Literal["xml", "json"] = "xml"
+    timeout_seconds: float = 60.0
+    max_attempts: int = 5
+
+    @property
+    def source(self) -> Literal["live", "simulator"]:
+        return "live" if self.service_key else "simulator"
+
+    def client(self) -> EgenClient:
+        """A client for one run; close it (it is a context manager) when done."""
+        if self.service_key:
+            return EgenClient(
+                self.service_key,
+                self.base_url,
+                num_of_rows=self.num_of_rows,
+                response_type=self.response_type,
+                timeout=self.timeout_seconds,
+                max_attempts=self.max_attempts,
+            )
+        logger.warning("%s is not set: the e-gen AED API is served by the built-in simulator", settings.EGEN_SERVICE_KEY_ENV)
+        return EgenClient(
+            SIMULATOR_KEY,
+            settings.DEFAULT_EGEN_BASE_URL,
+            num_of_rows=self.num_of_rows,
+            response_type=self.response_type,
+            timeout=self.timeout_seconds,
+            max_attempts=self.max_attempts,
+            transport=_simulator_transport(),
+        )
+
+
+class AtFlowerApiResource(dg.ConfigurableResource):
+    """The aT flower auction API (화훼유통정보 f001), or the simulator without a key."""
+
+    service_key: str | None = None
+    base_url: str = settings.DEFAULT_AT_FLOWER_BASE_URL
+    count_per_page: int = 1000
+    data_type: Literal["json", "xml"] = "json"
+    timeout_seconds: float = 60.0
+    max_attempts: int = 5
+
+    @property
+    def source(self) -> Literal["live", "simulator"]:
+        return "live" if self.service_key else "simulator"
+
+    def client(self) -> AtFlowerClient:
+        """A client for one run; close it (it is a context manager) when done."""
+        if self.service_key:
+            return AtFlowerClient(
+                self.service_key,
+                self.base_url,
+                count_per_page=self.count_per_page,
+                data_type=self.data_type,
+                timeout=self.timeout_seconds,
+                max_attempts=self.max_attempts,
+            )
+        logger.warning(
+            "%s is not set: the aT flower API is served by the built-in simulator", settings.AT_FLOWER_SERVICE_KEY_ENV
+        )
+        return AtFlowerClient(
+            SIMULATOR_KEY,
+            settings.DEFAULT_AT_FLOWER_BASE_URL,
+            count_per_page=self.count_per_page,
+            data_type=self.data_type,
+            timeout=self.timeout_seconds,
+            max_attempts=self.max_attempts,
+            transport=_simulator_transport(),
+        )
+
+
+def _secret(name: str) -> dg.EnvVar | None:
+    """The variable as a Dagster EnvVar when set (its value never enters config), else None."""
+    return dg.EnvVar(name) if settings.env_or_none(name) else None
+
+
+def _plain(name: str, default: str) -> str:
+    return settings.env_or_none(name) or default
+
+
+def build_resources() -> dict[str, dg.ConfigurableResource]:
+    """The resources as configured by the environment (see the README's table of variables)."""
+    return {
+        "warehouse": WarehouseResource(
+            database_url=_secret(settings.DATABASE_URL_ENV),
+            home=os.environ.get(settings.HOME_ENV) or None,
+        ),
+        "egen_api": EgenApiResource(
+            service_key=_secret(settings.EGEN_SERVICE_KEY_ENV),
+            base_url=_plain(settings.EGEN_BASE_URL_ENV, settings.DEFAULT_EGEN_BASE_URL),
+        ),
+        "at_flower_api": AtFlowerApiResource(
+            service_key=_secret(settings.AT_FLOWER_SERVICE_KEY_ENV),
+            base_url=_plain(settings.AT_FLOWER_BASE_URL_ENV, settings.DEFAULT_AT_FLOWER_BASE_URL),
+        ),
+    }
+
+
+@dg.definitions
+def resources() -> dg.Definitions:
+    return dg.Definitions(resources=build_resources())

@@ -1,0 +1,1 @@
+"""Plain logic, testable without Dagster: API clients, parsers, warehouse, archive."""

@@ -1,0 +1,100 @@
+"""The PostgreSQL warehouse: which database, an engine on psycopg 3, and its schema.
+
+``AED_PIPELINE_DATABASE_URL`` names an external database; without it the embedded server under
+``AED_PIPELINE_HOME`` is used. Either way the schema is brought to the newest Alembic revision before
+first use, under a PostgreSQL advisory lock so that concurrent Dagster steps migrate once.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Engine, make_url
+
+from aed_pipeline.lib.embedded_postgres import ensure_embedded_postgres
+
+logger = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+# An arbitrary constant: the key of the advisory lock that serialises schema migrations.
+MIGRATION_LOCK_KEY = 7_310_052_617
+
+
+def resolve_database_url(database_url: str | None, home: Path) -> str:
+    """The SQLAlchemy URL to use: the configured one, or the embedded server's (started if needed)."""
+    if database_url:
+        return normalize_database_url(database_url)
+    return ensure_embedded_postgres(home).url()
+
+
+def normalize_database_url(url: str) -> str:
+    """Point plain ``postgresql://`` URLs at the psycopg 3 driver, which the COPY path needs."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres", "postgresql+psycopg2"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def redact_database_url(url: str) -> str:
+    """The URL with its password replaced by ``***``, for logs and the CLI."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def create_warehouse_engine(url: str) -> Engine:
+    """A pooled engine; ``pool_pre_ping`` survives an embedded server restarted between runs."""
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+def alembic_config() -> Config:
+    """The Alembic configuration of the package's migrations, with no ini file needed."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config
+
+
+def upgrade_schema(engine: Engine, revision: str = "head") -> None:
+    """Apply migrations up to ``revision``; concurrent callers wait for the first and then no-op."""
+    with engine.begin() as conn:
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        config = alembic_config()
+        config.attributes["connection"] = conn
+        command.upgrade(config, revision)
+
+
+def downgrade_schema(engine: Engine, revision: str = "base") -> None:
+    """Revert migrations down to ``revision`` (``base`` drops every table of the platform)."""
+    with engine.begin() as conn:
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        config = alembic_config()
+        config.attributes["connection"] = conn
+        command.downgrade(config, revision)
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The revision the database is at (None before the first migration)."""
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision() -> str:
+    """The newest revision shipped with the package."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None, "the package ships no migrations"
+    return head
+
+
+@lru_cache(maxsize=8)
+def warehouse_engine(url: str) -> Engine:
+    """One engine per URL and process, with the schema brought up to date on first use."""
+    engine = create_warehouse_engine(url)
+    if current_revision(engine) != head_revision():
+        logger.info("migrating %s to %s", redact_database_url(url), head_revision())
+        upgrade_schema(engine)
+    return engine

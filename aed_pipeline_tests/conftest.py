@@ -1,0 +1,52 @@
+"""Shared fixtures: a real embedded PostgreSQL for the whole test session, fresh databases on it.
+
+The server runs under a temporary ``AED_PIPELINE_HOME`` so the tests never touch a developer's
+own ``.aed_pipeline/``, and it is stopped when the session ends.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from aed_pipeline.lib import settings
+from aed_pipeline.lib.embedded_postgres import EmbeddedPostgres, ensure_embedded_postgres, stop_embedded_postgres
+
+RECORDED = Path(__file__).resolve().parents[2] / "shared" / "api" / "recorded"
+
+
+@pytest.fixture(scope="session")
+def pipeline_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A private AED_PIPELINE_HOME for the session (embedded database, raw archive)."""
+    home = tmp_path_factory.mktemp("aed_home")
+    previous = os.environ.get(settings.HOME_ENV)
+    os.environ[settings.HOME_ENV] = str(home)
+    os.environ.pop(settings.DATABASE_URL_ENV, None)
+    yield home
+    stop_embedded_postgres(home)
+    if previous is None:
+        os.environ.pop(settings.HOME_ENV, None)
+    else:
+        os.environ[settings.HOME_ENV] = previous
+
+
+@pytest.fixture(scope="session")
+def embedded_pg(pipeline_home: Path) -> EmbeddedPostgres:
+    """The session's embedded PostgreSQL server, started on first use."""
+    return ensure_embedded_postgres(pipeline_home)
+
+
+@pytest.fixture
+def fresh_database_url(embedded_pg: EmbeddedPostgres) -> Iterator[str]:
+    """An empty database of its own on the embedded server, dropped after the test."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(embedded_pg.conninfo("postgres"), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield embedded_pg.url(name)
+    with psycopg.connect(embedded_pg.conninfo("postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
