@@ -192,3 +192,18 @@ def test_cli_db_upgrade_migrates_the_embedded_database(
     engine = create_warehouse_engine(embedded_pg.url())
     assert PLATFORM_TABLES <= _tables(engine)
     engine.dispose()
+
+
+def test_a_stopped_server_is_started_again_by_the_same_process(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    first = ensure_embedded_postgres(home)
+    try:
+        assert stop_embedded_postgres(home)
+        again = ensure_embedded_postgres(home)
+        assert again.started_here and again.pid != first.pid
+        engine = create_warehouse_engine(again.url())
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT 1")).scalar_one() == 1
+        engine.dispose()
+    finally:
+        stop_embedded_postgres(home)

