@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Literal
 
 import dagster as dg
+import httpx
 from sqlalchemy.engine import Engine
 
 from aed_pipeline.lib import settings
 from aed_pipeline.lib.at_flower import AtFlowerClient
 from aed_pipeline.lib.egen import EgenClient
+from aed_pipeline.lib.http import RetryPolicy
 from aed_pipeline.lib.warehouse import redact_database_url, resolve_database_url, warehouse_engine
 
 logger = logging.getLogger(__name__)
@@ -67,7 +69,7 @@ class EgenApiResource(dg.ConfigurableResource):
     base_url: str = settings.DEFAULT_EGEN_BASE_URL
     num_of_rows: int = 5000
     response_type: Literal["xml", "json"] = "xml"
-    timeout_seconds: float = 60.0
+    read_timeout_seconds: float = 120.0
     max_attempts: int = 5
 
     @property
@@ -76,24 +78,17 @@ class EgenApiResource(dg.ConfigurableResource):
 
     def client(self) -> EgenClient:
         """A client for one run; close it (it is a context manager) when done."""
-        if self.service_key:
-            return EgenClient(
-                self.service_key,
-                self.base_url,
-                num_of_rows=self.num_of_rows,
-                response_type=self.response_type,
-                timeout=self.timeout_seconds,
-                max_attempts=self.max_attempts,
-            )
-        logger.warning("%s is not set: the e-gen AED API is served by the built-in simulator", settings.EGEN_SERVICE_KEY_ENV)
+        key, base_url, transport = _endpoint(
+            self.service_key, self.base_url, settings.EGEN_SERVICE_KEY_ENV, "the e-gen AED API"
+        )
         return EgenClient(
-            SIMULATOR_KEY,
-            settings.DEFAULT_EGEN_BASE_URL,
+            key,
+            base_url,
             num_of_rows=self.num_of_rows,
             response_type=self.response_type,
-            timeout=self.timeout_seconds,
-            max_attempts=self.max_attempts,
-            transport=_simulator_transport(),
+            read_timeout=self.read_timeout_seconds,
+            retry=RetryPolicy(max_attempts=self.max_attempts),
+            transport=transport,
         )
 
 
@@ -104,7 +99,7 @@ class AtFlowerApiResource(dg.ConfigurableResource):
     base_url: str = settings.DEFAULT_AT_FLOWER_BASE_URL
     count_per_page: int = 1000
     data_type: Literal["json", "xml"] = "json"
-    timeout_seconds: float = 60.0
+    read_timeout_seconds: float = 60.0
     max_attempts: int = 5
 
     @property
@@ -113,27 +108,28 @@ class AtFlowerApiResource(dg.ConfigurableResource):
 
     def client(self) -> AtFlowerClient:
         """A client for one run; close it (it is a context manager) when done."""
-        if self.service_key:
-            return AtFlowerClient(
-                self.service_key,
-                self.base_url,
-                count_per_page=self.count_per_page,
-                data_type=self.data_type,
-                timeout=self.timeout_seconds,
-                max_attempts=self.max_attempts,
-            )
-        logger.warning(
-            "%s is not set: the aT flower API is served by the built-in simulator", settings.AT_FLOWER_SERVICE_KEY_ENV
+        key, base_url, transport = _endpoint(
+            self.service_key, self.base_url, settings.AT_FLOWER_SERVICE_KEY_ENV, "the aT flower API"
         )
         return AtFlowerClient(
-            SIMULATOR_KEY,
-            settings.DEFAULT_AT_FLOWER_BASE_URL,
+            key,
+            base_url,
             count_per_page=self.count_per_page,
             data_type=self.data_type,
-            timeout=self.timeout_seconds,
-            max_attempts=self.max_attempts,
-            transport=_simulator_transport(),
+            read_timeout=self.read_timeout_seconds,
+            retry=RetryPolicy(max_attempts=self.max_attempts),
+            transport=transport,
         )
+
+
+def _endpoint(
+    service_key: str | None, base_url: str, key_variable: str, api: str
+) -> tuple[str, str, httpx.BaseTransport | None]:
+    """Key, URL and transport for a client: the configured API, or the in-process simulator."""
+    if service_key:
+        return service_key, base_url, None
+    logger.warning("%s is not set: %s is served by the built-in simulator", key_variable, api)
+    return SIMULATOR_KEY, base_url, _simulator_transport()
 
 
 def _secret(name: str) -> dg.EnvVar | None:
