@@ -30,17 +30,17 @@ def _database_url() -> str:
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:
-    url = _database_url()
-    engine = create_warehouse_engine(url)
-    upgrade_schema(engine, args.revision)
-    print(f"{redact_database_url(url)} is at revision {current_revision(engine)}")
-    return 0
+    return _migrate(upgrade_schema, args.revision)
 
 
 def _db_downgrade(args: argparse.Namespace) -> int:
+    return _migrate(downgrade_schema, args.revision)
+
+
+def _migrate(migration, revision: str) -> int:
     url = _database_url()
     engine = create_warehouse_engine(url)
-    downgrade_schema(engine, args.revision)
+    migration(engine, revision)
     print(f"{redact_database_url(url)} is at revision {current_revision(engine) or 'base'}")
     return 0
 

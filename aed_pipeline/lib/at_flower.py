@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import threading
 import time
 from dataclasses import dataclass, field
 from datetime import date
@@ -44,10 +43,12 @@ from aed_pipeline.lib.errors import (
 from aed_pipeline.lib.http import (
     DEFAULT_USER_AGENT,
     RetryPolicy,
+    SourceClient,
     SourceHttp,
     body_snippet,
     build_url,
 )
+from aed_pipeline.lib.wire import accept_header, first_significant_char, safe_xml_parser
 
 __all__ = [
     "AT_FLOWER_BASE_URL",
@@ -67,30 +68,6 @@ DataType = Literal["json", "xml"]
 
 #: Request code → the text the API puts in the ``flowerGubn`` field of each row.
 FLOWER_GUBN_NAMES = {1: "절화", 2: "관엽", 3: "난", 4: "춘란"}
-
-_XML_PARSER_LOCAL = threading.local()
-
-
-def _xml_parser() -> etree.XMLParser:
-    """A per-thread lxml parser (lxml parser objects must not be shared between threads).
-
-    Never resolve entities or touch the network (the body is untrusted); allow big
-    trees because a 5,000-row page is several MB.
-    """
-    parser = getattr(_XML_PARSER_LOCAL, "parser", None)
-    if parser is None:
-        parser = etree.XMLParser(
-            resolve_entities=False,
-            no_network=True,
-            huge_tree=True,
-            remove_comments=True,
-            remove_pis=True,
-            load_dtd=False,
-            collect_ids=False,  # no xml:id lookups needed; measurably faster on 5 MB pages
-        )
-        _XML_PARSER_LOCAL.parser = parser
-    return parser
-
 
 _KEY_HINT = "check AT_FLOWER_SERVICE_KEY (the key issued by flower.at.or.kr, not a data.go.kr key)"
 _UNKNOWN_KEY_HINT = (
@@ -142,12 +119,6 @@ def _invalid(detail: str, operation: str, page: int | None, code: str | None = N
     return SourceResponseInvalid(detail, source=SOURCE_AT_FLOWER, operation=operation, page=page, code=code)
 
 
-def _sniff(raw: bytes) -> str:
-    head = raw[:256]
-    if head.startswith(b"\xef\xbb\xbf"):
-        head = head[3:]
-    head = head.lstrip()
-    return chr(head[0]) if head else ""
 
 
 def _scalar_str(value: Any) -> str | None:
@@ -186,7 +157,7 @@ def parse_flower_response(
     empty body) raises :class:`SourceResponseInvalid` explaining that this is how
     the server answers an unknown service key.
     """
-    first = _sniff(raw)
+    first = first_significant_char(raw)
     if first == "{":
         return _parse_json(raw, operation, page)
     if first == "<":
@@ -272,7 +243,7 @@ def _parse_xml(raw: bytes, operation: str, page: int | None) -> ParsedFlowerPage
     root = None
     syntax_error = ""
     try:
-        root = etree.fromstring(raw, _xml_parser())
+        root = etree.fromstring(raw, safe_xml_parser())
     except etree.XMLSyntaxError as exc:
         syntax_error = str(exc)
     if root is None:
@@ -306,7 +277,7 @@ class FlowerPage:
     data_type: DataType
 
 
-class AtFlowerClient:
+class AtFlowerClient(SourceClient):
     """Reads daily flower auction results (f001) from the aT 화훼유통정보 API.
 
     Use as a context manager (closes its httpx.Client)::
@@ -349,7 +320,7 @@ class AtFlowerClient:
         self.count_per_page = count_per_page
         self.data_type: DataType = data_type
         self.max_pages_per_day = max_pages_per_day
-        accept = "application/json, */*;q=0.5" if data_type == "json" else "application/xml, text/xml;q=0.9, */*;q=0.5"
+        accept = accept_header(data_type)
         self._http = SourceHttp(
             source=SOURCE_AT_FLOWER,
             secrets=[self._key],
@@ -366,17 +337,6 @@ class AtFlowerClient:
 
     def __repr__(self) -> str:  # never show the key
         return f"AtFlowerClient(base_url={self.base_url!r}, count_per_page={self.count_per_page}, data_type={self.data_type!r})"
-
-    # -- lifecycle ---------------------------------------------------------------------
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> "AtFlowerClient":
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     # -- requests ----------------------------------------------------------------------
 
@@ -424,7 +384,7 @@ class AtFlowerClient:
         status = response.status_code
         if status != 200:
             ctx: dict[str, Any] = {"source": SOURCE_AT_FLOWER, "operation": operation, "page": page, "code": status}
-            if _sniff(raw) in ("{", "<") and b"resultCd" in raw[:1024]:
+            if first_significant_char(raw) in ("{", "<") and b"resultCd" in raw[:1024]:
                 parse_flower_response(raw, data_type=self.data_type, operation=operation, page=page)
             if status in (401, 403):
                 raise SourceAuthError(f"HTTP {status}: {body_snippet(raw, 100)}; {_KEY_HINT}", **ctx)

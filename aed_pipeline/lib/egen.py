@@ -25,7 +25,6 @@ import json
 import logging
 import math
 import random
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Literal
@@ -46,11 +45,13 @@ from aed_pipeline.lib.errors import (
 from aed_pipeline.lib.http import (
     DEFAULT_USER_AGENT,
     RetryPolicy,
+    SourceClient,
     SourceHttp,
     body_snippet,
     build_url,
     normalize_service_key,
 )
+from aed_pipeline.lib.wire import accept_header, first_significant_char, safe_xml_parser
 
 __all__ = [
     "EGEN_BASE_URL",
@@ -68,30 +69,6 @@ logger = logging.getLogger(__name__)
 EGEN_BASE_URL = "https://apis.data.go.kr/B552657/AEDInfoInqireService"
 OPERATION_FULL_DOWN = "getAedFullDown"
 ResponseType = Literal["xml", "json"]
-
-_XML_PARSER_LOCAL = threading.local()
-
-
-def _xml_parser() -> etree.XMLParser:
-    """A per-thread lxml parser (lxml parser objects must not be shared between threads).
-
-    Never resolve entities or touch the network (the body is untrusted); allow big
-    trees because a 5,000-row page is several MB.
-    """
-    parser = getattr(_XML_PARSER_LOCAL, "parser", None)
-    if parser is None:
-        parser = etree.XMLParser(
-            resolve_entities=False,
-            no_network=True,
-            huge_tree=True,
-            remove_comments=True,
-            remove_pis=True,
-            load_dtd=False,
-            collect_ids=False,  # no xml:id lookups needed; measurably faster on 5 MB pages
-        )
-        _XML_PARSER_LOCAL.parser = parser
-    return parser
-
 
 # Gateway/provider codes (data.go.kr error table, SPEC §1.6) by meaning.
 _CODE_NAMES = {
@@ -208,13 +185,6 @@ def _invalid(detail: str, operation: str, page: int | None, code: str | None = N
     return SourceResponseInvalid(detail, source=SOURCE_EGEN, operation=operation, page=page, code=code)
 
 
-def _sniff(raw: bytes) -> str:
-    """First significant character of the body (after BOM and whitespace), or ''."""
-    head = raw[:256]
-    if head.startswith(b"\xef\xbb\xbf"):
-        head = head[3:]
-    head = head.lstrip()
-    return chr(head[0]) if head else ""
 
 
 def _to_int(value: Any, what: str, operation: str, page: int | None) -> int:
@@ -258,7 +228,7 @@ def parse_egen_response(
     typed :mod:`aed_pipeline.lib.errors` exceptions for error envelopes and
     for malformed bodies; NODATA (code 03) is an empty page.
     """
-    first = _sniff(raw)
+    first = first_significant_char(raw)
     if first == "<":
         return _parse_xml(raw, operation, page)
     if first in ("{", "["):
@@ -274,7 +244,7 @@ def _parse_xml(raw: bytes, operation: str, page: int | None) -> ParsedEgenPage:
     root = None
     syntax_error = ""
     try:
-        root = etree.fromstring(raw, _xml_parser())
+        root = etree.fromstring(raw, safe_xml_parser())
     except etree.XMLSyntaxError as exc:
         syntax_error = str(exc)
     if root is None:
@@ -454,7 +424,7 @@ class EgenPage:
     response_type: ResponseType
 
 
-class EgenClient:
+class EgenClient(SourceClient):
     """Reads the national AED registry from the e-gen open API, page by page.
 
     Use as a context manager (closes its httpx.Client)::
@@ -496,7 +466,7 @@ class EgenClient:
         self.base_url = base_url.rstrip("/")
         self.num_of_rows = num_of_rows
         self.response_type: ResponseType = response_type
-        accept = "application/json, */*;q=0.5" if response_type == "json" else "application/xml, text/xml;q=0.9, */*;q=0.5"
+        accept = accept_header(response_type)
         self._http = SourceHttp(
             source=SOURCE_EGEN,
             secrets=[service_key, self._key],
@@ -513,17 +483,6 @@ class EgenClient:
 
     def __repr__(self) -> str:  # never show the key
         return f"EgenClient(base_url={self.base_url!r}, num_of_rows={self.num_of_rows}, response_type={self.response_type!r})"
-
-    # -- lifecycle ---------------------------------------------------------------------
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> "EgenClient":
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     # -- requests ----------------------------------------------------------------------
 
@@ -606,7 +565,7 @@ class EgenClient:
         status = response.status_code
         ctx: dict[str, Any] = {"source": SOURCE_EGEN, "operation": operation, "page": page_no, "code": status}
         head = raw[:512]
-        if b"OpenAPI_ServiceResponse" in head or b"<response" in head or _sniff(raw) == "{":
+        if b"OpenAPI_ServiceResponse" in head or b"<response" in head or first_significant_char(raw) == "{":
             # Some gateways send the usual error envelope with 401/403/429: its code
             # is more precise than the status.
             parsed = parse_egen_response(raw, response_type=self.response_type, operation=operation, page=page_no)

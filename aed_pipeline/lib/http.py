@@ -21,7 +21,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence, TypeVar
+from typing import Callable, Iterable, Self, Sequence, TypeVar
 from urllib.parse import quote, quote_plus, unquote
 
 import httpx
@@ -36,6 +36,7 @@ from aed_pipeline.lib.errors import (
 __all__ = [
     "DEFAULT_USER_AGENT",
     "RetryPolicy",
+    "SourceClient",
     "SourceHttp",
     "build_url",
     "body_snippet",
@@ -392,6 +393,21 @@ class SourceHttp:
         return interpret(response)
 
     def __enter__(self) -> "SourceHttp":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class SourceClient:
+    """Base of the API clients: owns a :class:`SourceHttp` and closes it as a context manager."""
+
+    _http: SourceHttp
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

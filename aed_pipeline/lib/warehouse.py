@@ -61,20 +61,21 @@ def alembic_config() -> Config:
 
 def upgrade_schema(engine: Engine, revision: str = "head") -> None:
     """Apply migrations up to ``revision``; concurrent callers wait for the first and then no-op."""
-    with engine.begin() as conn:
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
-        config = alembic_config()
-        config.attributes["connection"] = conn
-        command.upgrade(config, revision)
+    _migrate(engine, command.upgrade, revision)
 
 
 def downgrade_schema(engine: Engine, revision: str = "base") -> None:
     """Revert migrations down to ``revision`` (``base`` drops every table of the platform)."""
+    _migrate(engine, command.downgrade, revision)
+
+
+def _migrate(engine: Engine, alembic_command, revision: str) -> None:
+    # One transaction holding the advisory lock: a second migrator waits, then finds nothing to do.
     with engine.begin() as conn:
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         config = alembic_config()
         config.attributes["connection"] = conn
-        command.downgrade(config, revision)
+        alembic_command(config, revision)
 
 
 def current_revision(engine: Engine) -> str | None:
