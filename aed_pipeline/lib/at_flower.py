@@ -48,7 +48,7 @@ from aed_pipeline.lib.http import (
     body_snippet,
     build_url,
 )
-from aed_pipeline.lib.wire import accept_header, first_significant_char, safe_xml_parser
+from aed_pipeline.lib.wire import accept_header, first_significant_char, json_value_text, safe_xml_parser
 
 __all__ = [
     "AT_FLOWER_BASE_URL",
@@ -117,21 +117,6 @@ class ParsedFlowerPage:
 
 def _invalid(detail: str, operation: str, page: int | None, code: str | None = None) -> SourceResponseInvalid:
     return SourceResponseInvalid(detail, source=SOURCE_AT_FLOWER, operation=operation, page=page, code=code)
-
-
-
-
-def _scalar_str(value: Any) -> str | None:
-    """All f001 values are strings on the wire; convert defensively if one is not."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)
 
 
 def _count(value: str | None, operation: str, page: int | None) -> int | None:
@@ -210,8 +195,8 @@ def _parse_json(raw: bytes, operation: str, page: int | None) -> ParsedFlowerPag
     response = doc.get("response") if isinstance(doc, dict) else None
     if not isinstance(response, dict):
         raise _invalid(f"JSON without a 'response' envelope: {body_snippet(raw, 80)}", operation, page)
-    code = _scalar_str(response.get("resultCd"))
-    message = _scalar_str(response.get("resultMsg")) or ""
+    code = json_value_text(response.get("resultCd"))
+    message = json_value_text(response.get("resultMsg")) or ""
     items = response.get("items")
     if code is not None and code.strip() != "0":
         raise at_flower_error(code.strip(), message, operation=operation, page=page)
@@ -232,11 +217,11 @@ def _parse_json(raw: bytes, operation: str, page: int | None) -> ParsedFlowerPag
             raise _invalid(f"item is a {type(entry).__name__}, not an object", operation, page, code)
         record = {}
         for key, value in entry.items():
-            text = _scalar_str(value)
+            text = json_value_text(value)
             if text is not None:
                 record[key] = text
         records.append(record)
-    return _finish(code, message, _scalar_str(response.get("numOfRows")), records, "json", operation, page)
+    return _finish(code, message, json_value_text(response.get("numOfRows")), records, "json", operation, page)
 
 
 def _parse_xml(raw: bytes, operation: str, page: int | None) -> ParsedFlowerPage:

@@ -51,7 +51,7 @@ from aed_pipeline.lib.http import (
     build_url,
     normalize_service_key,
 )
-from aed_pipeline.lib.wire import accept_header, first_significant_char, safe_xml_parser
+from aed_pipeline.lib.wire import accept_header, first_significant_char, json_value_text, safe_xml_parser
 
 __all__ = [
     "EGEN_BASE_URL",
@@ -185,8 +185,6 @@ def _invalid(detail: str, operation: str, page: int | None, code: str | None = N
     return SourceResponseInvalid(detail, source=SOURCE_EGEN, operation=operation, page=page, code=code)
 
 
-
-
 def _to_int(value: Any, what: str, operation: str, page: int | None) -> int:
     text = "" if value is None else str(value).strip()
     try:
@@ -199,19 +197,6 @@ def _opt_int(value: Any, what: str, operation: str, page: int | None) -> int | N
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     return _to_int(value, what, operation, page)
-
-
-def _json_str(value: Any) -> str | None:
-    """String form of a JSON scalar parsed with ``parse_int=str, parse_float=str``."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    # Nested structures are not expected in AED items; keep them as JSON text
-    # rather than dropping data silently.
-    return json.dumps(value, ensure_ascii=False)
 
 
 def parse_egen_response(
@@ -289,9 +274,9 @@ def _parse_xml(raw: bytes, operation: str, page: int | None) -> ParsedEgenPage:
 
 def _raise_gateway(fields: dict[str, Any], operation: str, page: int | None) -> None:
     """Raise the error described by a data.go.kr ``cmmMsgHeader``."""
-    err_msg = _json_str(fields.get("errMsg")) or ""
-    auth_msg = _json_str(fields.get("returnAuthMsg")) or ""
-    code = _normalize_code(_json_str(fields.get("returnReasonCode")))
+    err_msg = json_value_text(fields.get("errMsg")) or ""
+    auth_msg = json_value_text(fields.get("returnAuthMsg")) or ""
+    code = _normalize_code(json_value_text(fields.get("returnReasonCode")))
     # errMsg and returnAuthMsg are swapped in some responses; the specific one is
     # whichever is not the generic "SERVICE ERROR".
     specific = next(
@@ -327,8 +312,8 @@ def _parse_json(raw: bytes, operation: str, page: int | None) -> ParsedEgenPage:
         raise _invalid(f"JSON without a 'response' envelope: {body_snippet(raw, 80)}", operation, page)
     header = response.get("header")
     header = header if isinstance(header, dict) else {}
-    code = _normalize_code(_json_str(header.get("resultCode")))
-    message = _json_str(header.get("resultMsg")) or ""
+    code = _normalize_code(json_value_text(header.get("resultCode")))
+    message = json_value_text(header.get("resultMsg")) or ""
     if code is None:
         raise _invalid("JSON envelope without header.resultCode", operation, page)
     if code == "03":
@@ -369,7 +354,7 @@ def _parse_json(raw: bytes, operation: str, page: int | None) -> ParsedEgenPage:
             raise _invalid(f"item is a {type(entry).__name__}, not an object", operation, page)
         record: dict[str, str] = {}
         for key, value in entry.items():
-            text = _json_str(value)
+            text = json_value_text(value)
             if text is not None:  # null ≙ absent element in XML
                 record[key] = text
         records.append(record)

@@ -7,8 +7,9 @@ request or the Content-Type (data.go.kr answers errors in XML even when JSON was
 
 from __future__ import annotations
 
+import json
 import threading
-from typing import Literal
+from typing import Any, Literal
 
 from lxml import etree
 
@@ -50,3 +51,17 @@ def accept_header(body_format: Literal["xml", "json"]) -> str:
     if body_format == "json":
         return "application/json, */*;q=0.5"
     return "application/xml, text/xml;q=0.9, */*;q=0.5"
+
+
+def json_value_text(value: Any) -> str | None:
+    """The text of a value from ``json.loads(..., parse_int=str, parse_float=str)``.
+
+    Numbers already arrive as their JSON text (so ``37.5709958592`` keeps every digit); booleans
+    and nested structures, never expected in these APIs, are kept as JSON text rather than
+    dropped.
+    """
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value, ensure_ascii=False)
