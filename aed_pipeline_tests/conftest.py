@@ -17,7 +17,6 @@ import pytest
 from aed_pipeline.lib import settings
 from aed_pipeline.lib.embedded_postgres import EmbeddedPostgres, ensure_embedded_postgres, stop_embedded_postgres
 
-RECORDED = Path(__file__).resolve().parent / "fixtures" / "recorded"
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import traceback
 from datetime import date
 from urllib.parse import parse_qs
 
@@ -26,6 +25,7 @@ from aed_pipeline.lib.errors import (
     SourceUnavailable,
 )
 from aed_pipeline.lib.http import RetryPolicy
+from aed_pipeline_tests.helpers import ScriptedHandler, assert_no_key
 
 KEY = "MARKERKEY0123456789ABCDEF0123456"  # 32 chars like a real aT key
 DAY = date(2026, 11, 23)
@@ -86,43 +86,17 @@ def json_response(body: bytes, status: int = 200) -> httpx.Response:
     return httpx.Response(status, content=body, headers={"Content-Type": "application/json;charset=UTF-8"})
 
 
-class Handler:
-    def __init__(self, *steps):
-        self.steps = list(steps)
-        self.requests: list[httpx.Request] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        step = self.steps.pop(0) if len(self.steps) > 1 else self.steps[0]
-        if isinstance(step, type) and issubclass(step, BaseException):
-            raise step(f"failed {request.url}", request=request)
-        if callable(step):
-            return step(request)
-        return step
-
-
 def make_client(handler, **kw) -> tuple[AtFlowerClient, list[float]]:
     delays: list[float] = []
     client = AtFlowerClient(KEY, transport=httpx.MockTransport(handler), sleep=delays.append, rng=lambda: 1.0, **kw)
     return client, delays
 
 
-def assert_no_key(exc: BaseException, caplog: pytest.LogCaptureFixture) -> None:
-    current: BaseException | None = exc
-    while current is not None:
-        for text in (str(current), repr(current), *map(str, current.args)):
-            assert "MARKERKEY" not in text
-        current = current.__cause__ or current.__context__
-    assert "MARKERKEY" not in "".join(traceback.format_exception(exc))
-    for record in caplog.records:
-        assert "MARKERKEY" not in record.getMessage()
-
-
 # --------------------------------------------------------------------------- request
 
 
 def test_request_url_parameters():
-    handler = Handler(json_response(SAMPLE_JSON))
+    handler = ScriptedHandler(json_response(SAMPLE_JSON))
     client, _ = make_client(handler, count_per_page=1000)
     with client:
         page = client.fetch_page(DAY, 1, 1)
@@ -147,7 +121,7 @@ def test_request_url_parameters():
 
 def test_key_with_special_chars_encoded_once():
     odd_key = "MARKERKEY+/=%zz"
-    handler = Handler(json_response(EMPTY_DAY))
+    handler = ScriptedHandler(json_response(EMPTY_DAY))
     with AtFlowerClient(odd_key, transport=httpx.MockTransport(handler), sleep=lambda s: None) as client:
         client.fetch_page(DAY, 2, 1)
         assert "MARKERKEY" not in client.redacted_url(DAY, 2, 1)
@@ -156,7 +130,7 @@ def test_key_with_special_chars_encoded_once():
 
 
 def test_xml_data_type_requested():
-    handler = Handler(httpx.Response(200, content=xml_body([SAMPLE_ROW]), headers={"Content-Type": "application/xml"}))
+    handler = ScriptedHandler(httpx.Response(200, content=xml_body([SAMPLE_ROW]), headers={"Content-Type": "application/xml"}))
     client, _ = make_client(handler, data_type="xml")
     with client:
         page = client.fetch_page(DAY, 3, 1)
@@ -165,7 +139,7 @@ def test_xml_data_type_requested():
 
 
 def test_invalid_flower_gubn_rejected_locally():
-    client, _ = make_client(Handler(json_response(EMPTY_DAY)))
+    client, _ = make_client(ScriptedHandler(json_response(EMPTY_DAY)))
     with client, pytest.raises(ValueError):
         client.fetch_page(DAY, 7, 1)
 
@@ -266,7 +240,7 @@ def test_unexpected_json_envelope():
 )
 def test_result_codes_are_permanent_one_call(code, expected, phrase, caplog):
     caplog.set_level(logging.DEBUG)
-    handler = Handler(json_response(error_json(code)))
+    handler = ScriptedHandler(json_response(error_json(code)))
     client, delays = make_client(handler)
     with client, pytest.raises(SourceError) as info:
         client.fetch_page(DAY, 1, 2)
@@ -282,7 +256,7 @@ def test_result_codes_are_permanent_one_call(code, expected, phrase, caplog):
 
 def test_unknown_key_html_body_via_client(caplog):
     caplog.set_level(logging.DEBUG)
-    handler = Handler(httpx.Response(200, content=b"", headers={"Content-Type": "text/html"}))
+    handler = ScriptedHandler(httpx.Response(200, content=b"", headers={"Content-Type": "text/html"}))
     client, delays = make_client(handler)
     with client, pytest.raises(SourceResponseInvalid) as info:
         client.fetch_page(DAY, 1, 1)
@@ -297,7 +271,7 @@ def test_unknown_key_html_body_via_client(caplog):
 @pytest.mark.parametrize("exc_type", [httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadTimeout, httpx.ReadError])
 def test_dropped_connections_are_retried(exc_type, caplog):
     caplog.set_level(logging.DEBUG)
-    handler = Handler(exc_type, exc_type, json_response(SAMPLE_JSON))
+    handler = ScriptedHandler(exc_type, exc_type, json_response(SAMPLE_JSON))
     client, delays = make_client(handler)
     with client:
         page = client.fetch_page(DAY, 1, 1)
@@ -308,7 +282,7 @@ def test_dropped_connections_are_retried(exc_type, caplog):
 
 def test_500_exhausted(caplog):
     caplog.set_level(logging.DEBUG)
-    handler = Handler(httpx.Response(500, text="<html>NullPointerException</html>"))
+    handler = ScriptedHandler(httpx.Response(500, text="<html>NullPointerException</html>"))
     client, delays = make_client(handler, retry=RetryPolicy(max_attempts=4, base_delay=2.0, max_delay=5.0))
     with client, pytest.raises(SourceUnavailable) as info:
         client.fetch_page(DAY, 1, 1)
@@ -318,7 +292,7 @@ def test_500_exhausted(caplog):
 
 
 def test_429_retried():
-    handler = Handler(json_response(b"slow", status=429), json_response(SAMPLE_JSON))
+    handler = ScriptedHandler(json_response(b"slow", status=429), json_response(SAMPLE_JSON))
     client, delays = make_client(handler)
     with client:
         client.fetch_page(DAY, 1, 1)
@@ -326,7 +300,7 @@ def test_429_retried():
 
 
 def test_http_403_is_auth_error():
-    handler = Handler(httpx.Response(403, text="Forbidden"))
+    handler = ScriptedHandler(httpx.Response(403, text="Forbidden"))
     client, _ = make_client(handler)
     with client, pytest.raises(SourceAuthError):
         client.fetch_page(DAY, 1, 1)
@@ -345,7 +319,7 @@ def _paging(total: int, per_page: int):
         n = max(0, min(per_page, total - start))
         return json_response(json_rows(n, offset=start))
 
-    return Handler(respond)
+    return ScriptedHandler(respond)
 
 
 def test_iter_day_pages_until_short_page():
@@ -360,7 +334,7 @@ def test_iter_day_pages_until_short_page():
 
 
 def test_iter_day_empty_day_yields_one_empty_page():
-    handler = Handler(json_response(EMPTY_DAY))
+    handler = ScriptedHandler(json_response(EMPTY_DAY))
     client, _ = make_client(handler)
     with client:
         pages = list(client.iter_day(DAY, 4))
@@ -377,7 +351,7 @@ def test_iter_day_exact_multiple_reads_trailing_empty_page():
 
 
 def test_iter_day_stops_when_server_ignores_paging():
-    handler = Handler(json_response(json_rows(3)))
+    handler = ScriptedHandler(json_response(json_rows(3)))
     client, _ = make_client(handler, count_per_page=3, max_pages_per_day=4)
     with client, pytest.raises(SourceResponseInvalid, match="ignores currentPage"):
         list(client.iter_day(DAY, 1))
@@ -385,7 +359,7 @@ def test_iter_day_stops_when_server_ignores_paging():
 
 
 def test_page_larger_than_count_per_page_is_invalid():
-    handler = Handler(json_response(json_rows(5)))
+    handler = ScriptedHandler(json_response(json_rows(5)))
     client, _ = make_client(handler, count_per_page=3)
     with client, pytest.raises(SourceResponseInvalid, match="countPerPage"):
         client.fetch_page(DAY, 1, 1)
@@ -393,7 +367,7 @@ def test_page_larger_than_count_per_page_is_invalid():
 
 def test_operation_label_and_repr():
     assert f001_operation(DAY, 1) == OPERATION
-    client, _ = make_client(Handler(json_response(EMPTY_DAY)))
+    client, _ = make_client(ScriptedHandler(json_response(EMPTY_DAY)))
     with client:
         assert "MARKERKEY" not in repr(client)
 

@@ -27,6 +27,7 @@ from aed_pipeline.lib.errors import (
 )
 from aed_pipeline.lib.http import RetryPolicy
 from aed_pipeline.simulator import Simulator, SimulatorServer
+from aed_pipeline_tests.helpers import assert_no_key
 
 # A decoded data.go.kr-style key with the characters that make encoding matter.
 EGEN_KEY = "MARKERkey+abc/def=="
@@ -72,13 +73,6 @@ def at(server: SimulatorServer, key: str = AT_KEY, **options) -> AtFlowerClient:
 
 def requests_to(sim: Simulator, api: str) -> int:
     return sum(1 for entry in sim.request_log if entry.api == api)
-
-
-def assert_no_key(exc: BaseException, caplog: pytest.LogCaptureFixture, *keys: str) -> None:
-    texts = [str(exc), repr(exc), caplog.text, repr(exc.__cause__), repr(exc.__context__)]
-    for key in keys:
-        for text in texts:
-            assert key not in text
 
 
 # ------------------------------------------------------------------------- e-gen: successes

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import traceback
-from pathlib import Path
 from urllib.parse import parse_qs
 
 import httpx
@@ -21,9 +19,9 @@ from aed_pipeline.lib.errors import (
     SourceUnavailable,
 )
 from aed_pipeline.lib.http import RetryPolicy
+from aed_pipeline_tests.helpers import RECORDED, RECORDED_AED_XML, ScriptedHandler, assert_no_key, synthetic_aed_page
 
-RECORDED = Path(__file__).resolve().parent / "fixtures" / "recorded"
-AED_XML = RECORDED / "aed" / "getEgytAedManageInfoInqire_Q0-seoul_Q1-jongno_rows5_2026-05-16.xml"
+AED_XML = RECORDED_AED_XML
 GW_400 = RECORDED / "data_go_kr_gateway" / "apis-data-go-kr_400-request-blocked_default-UA_2026-05-16.html"
 GW_502 = RECORDED / "data_go_kr_gateway" / "apis-data-go-kr_502-error-forwarding_ServiceKey-param_2026-05-16.txt"
 
@@ -34,34 +32,6 @@ BASE = "https://apis.data.go.kr/B552657/AEDInfoInqireService"
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def assert_no_key(exc: BaseException, caplog: pytest.LogCaptureFixture) -> None:
-    current: BaseException | None = exc
-    while current is not None:
-        for text in (str(current), repr(current), *map(str, current.args)):
-            assert "MARKERKEY" not in text
-        current = current.__cause__ or current.__context__
-    assert "MARKERKEY" not in "".join(traceback.format_exception(exc))
-    for record in caplog.records:
-        assert "MARKERKEY" not in record.getMessage()
-
-
-class Handler:
-    """Replays a script of responses/exceptions; the last one repeats."""
-
-    def __init__(self, *steps):
-        self.steps = list(steps)
-        self.requests: list[httpx.Request] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        step = self.steps.pop(0) if len(self.steps) > 1 else self.steps[0]
-        if callable(step) and not isinstance(step, httpx.Response):
-            if isinstance(step, type) and issubclass(step, BaseException):
-                raise step(f"failed {request.url}", request=request)
-            return step(request)
-        return step
 
 
 def make_client(handler, key: str = ENCODED, **kw) -> tuple[EgenClient, list[float]]:
@@ -199,7 +169,7 @@ def test_parse_recorded_page_field_for_field():
 
 def test_recorded_page_through_client_keeps_raw_bytes():
     raw = AED_XML.read_bytes()
-    handler = Handler(xml_response(raw))
+    handler = ScriptedHandler(xml_response(raw))
     client, _ = make_client(handler)
     with client:
         page = client.fetch_full_down_page(1)
@@ -277,7 +247,7 @@ def test_json_null_is_absent():
 
 
 def test_client_json_request_adds_type_param():
-    handler = Handler(httpx.Response(200, content=json_ok('{"item":' + JSON_ROW_2 + "}", total=1), headers={"Content-Type": "application/json"}))
+    handler = ScriptedHandler(httpx.Response(200, content=json_ok('{"item":' + JSON_ROW_2 + "}", total=1), headers={"Content-Type": "application/json"}))
     client, _ = make_client(handler, response_type="json")
     with client:
         page = client.fetch_full_down_page(1)
@@ -320,7 +290,7 @@ def test_provider_nodata_is_empty_page():
 )
 def test_permanent_error_shapes_one_call_no_key_leak(body, expected, code, caplog):
     caplog.set_level(logging.DEBUG)
-    handler = Handler(xml_response(body))
+    handler = ScriptedHandler(xml_response(body))
     client, delays = make_client(handler)
     with client, pytest.raises(SourceError) as info:
         client.fetch_full_down_page(3)
@@ -347,7 +317,7 @@ def test_quota_message_says_midnight_kst():
 
 
 def test_gateway_xml_when_json_was_requested(caplog):
-    handler = Handler(httpx.Response(200, content=gateway_xml("30", "SERVICE_KEY_IS_NOT_REGISTERED_ERROR"), headers={"Content-Type": "application/json"}))
+    handler = ScriptedHandler(httpx.Response(200, content=gateway_xml("30", "SERVICE_KEY_IS_NOT_REGISTERED_ERROR"), headers={"Content-Type": "application/json"}))
     client, _ = make_client(handler, response_type="json")
     with client, pytest.raises(SourceAuthError):
         client.fetch_full_down_page(1)
@@ -355,7 +325,7 @@ def test_gateway_xml_when_json_was_requested(caplog):
 
 @pytest.mark.parametrize("code", ["01", "04", "05", "99"])
 def test_transient_gateway_codes_are_retried(code):
-    handler = Handler(xml_response(gateway_xml(code, "SERVICETIMEOUT_ERROR")), xml_response(xml_ok([{"serialSeq": "1"}], total=1)))
+    handler = ScriptedHandler(xml_response(gateway_xml(code, "SERVICETIMEOUT_ERROR")), xml_response(xml_ok([{"serialSeq": "1"}], total=1)))
     client, delays = make_client(handler)
     with client:
         page = client.fetch_full_down_page(1)
@@ -365,7 +335,7 @@ def test_transient_gateway_codes_are_retried(code):
 
 def test_code_23_rate_limit_retried_then_success():
     body = gateway_xml("23", "LIMITED_NUMBER_OF_SERVICE_REQUESTS_PER_SECOND_EXCEEDS_ERROR")
-    handler = Handler(xml_response(body), xml_response(body), xml_response(xml_ok([{"serialSeq": "1"}], total=1)))
+    handler = ScriptedHandler(xml_response(body), xml_response(body), xml_response(xml_ok([{"serialSeq": "1"}], total=1)))
     client, delays = make_client(handler)
     with client:
         client.fetch_full_down_page(1)
@@ -374,7 +344,7 @@ def test_code_23_rate_limit_retried_then_success():
 
 def test_code_23_exhausted_is_rate_limited(caplog):
     caplog.set_level(logging.DEBUG)
-    handler = Handler(xml_response(gateway_xml("23", "LIMITED_NUMBER_OF_SERVICE_REQUESTS_PER_SECOND_EXCEEDS_ERROR")))
+    handler = ScriptedHandler(xml_response(gateway_xml("23", "LIMITED_NUMBER_OF_SERVICE_REQUESTS_PER_SECOND_EXCEEDS_ERROR")))
     client, delays = make_client(handler, retry=RetryPolicy(max_attempts=3, base_delay=0.5, max_delay=1.0))
     with client, pytest.raises(SourceRateLimited) as info:
         client.fetch_full_down_page(2)
@@ -385,7 +355,7 @@ def test_code_23_exhausted_is_rate_limited(caplog):
 
 def test_recorded_400_request_blocked_is_permanent(caplog):
     caplog.set_level(logging.DEBUG)
-    handler = Handler(httpx.Response(400, content=GW_400.read_bytes(), headers={"Content-Type": "text/html"}))
+    handler = ScriptedHandler(httpx.Response(400, content=GW_400.read_bytes(), headers={"Content-Type": "text/html"}))
     client, delays = make_client(handler)
     with client, pytest.raises(SourceRequestInvalid) as info:
         client.fetch_full_down_page(1)
@@ -397,7 +367,7 @@ def test_recorded_400_request_blocked_is_permanent(caplog):
 
 def test_recorded_502_is_retried_then_succeeds():
     bad = httpx.Response(502, content=GW_502.read_bytes(), headers={"Content-Type": "text/plain; charset=utf-8"})
-    handler = Handler(bad, bad, xml_response(AED_XML.read_bytes()))
+    handler = ScriptedHandler(bad, bad, xml_response(AED_XML.read_bytes()))
     client, delays = make_client(handler)
     with client:
         page = client.fetch_full_down_page(1)
@@ -408,7 +378,7 @@ def test_recorded_502_is_retried_then_succeeds():
 def test_recorded_502_exhausted(caplog):
     caplog.set_level(logging.DEBUG)
     bad = httpx.Response(502, content=GW_502.read_bytes(), headers={"Content-Type": "text/plain; charset=utf-8"})
-    handler = Handler(bad)
+    handler = ScriptedHandler(bad)
     client, delays = make_client(handler)
     with client, pytest.raises(SourceUnavailable) as info:
         client.fetch_full_down_page(7)
@@ -421,7 +391,7 @@ def test_recorded_502_exhausted(caplog):
 @pytest.mark.parametrize("exc_type", [httpx.ReadTimeout, httpx.ConnectError])
 def test_timeouts_and_connect_errors_retried(exc_type, caplog):
     caplog.set_level(logging.DEBUG)
-    handler = Handler(exc_type, xml_response(AED_XML.read_bytes()))
+    handler = ScriptedHandler(exc_type, xml_response(AED_XML.read_bytes()))
     client, delays = make_client(handler)
     with client:
         client.fetch_full_down_page(1)
@@ -439,7 +409,7 @@ def test_timeouts_and_connect_errors_retried(exc_type, caplog):
 )
 def test_non_xml_json_body_with_200_is_response_invalid(body, caplog):
     caplog.set_level(logging.DEBUG)
-    handler = Handler(httpx.Response(200, content=body, headers={"Content-Type": "text/html"}))
+    handler = ScriptedHandler(httpx.Response(200, content=body, headers={"Content-Type": "text/html"}))
     client, delays = make_client(handler)
     with client, pytest.raises(SourceResponseInvalid) as info:
         client.fetch_full_down_page(2)
@@ -478,7 +448,7 @@ def test_more_records_than_num_of_rows_is_invalid():
     with pytest.raises(SourceResponseInvalid, match="numOfRows"):
         parse_egen_response(xml_ok(items, total=100, rows=5), operation="getAedFullDown", page=1)
     # The response's own numOfRows is consistent but larger than what we asked for.
-    handler = Handler(xml_response(xml_ok(items, total=100, rows=10)))
+    handler = ScriptedHandler(xml_response(xml_ok(items, total=100, rows=10)))
     client, _ = make_client(handler, num_of_rows=5)
     with client, pytest.raises(SourceResponseInvalid, match="requested"):
         client.fetch_full_down_page(1)
@@ -491,7 +461,7 @@ def test_more_records_than_num_of_rows_is_invalid():
 def test_encoding_and_decoding_keys_give_the_same_url():
     urls = []
     for key in (ENCODED, DECODED):
-        handler = Handler(xml_response(AED_XML.read_bytes()))
+        handler = ScriptedHandler(xml_response(AED_XML.read_bytes()))
         client, _ = make_client(handler, key=key)
         with client:
             client.fetch_full_down_page(1)
@@ -502,7 +472,7 @@ def test_encoding_and_decoding_keys_give_the_same_url():
 
 
 def test_redacted_url_and_repr_hide_key():
-    client, _ = make_client(Handler(xml_response(b"")))
+    client, _ = make_client(ScriptedHandler(xml_response(b"")))
     with client:
         assert "MARKERKEY" not in client.redacted_url(3)
         assert "serviceKey=***" in client.redacted_url(3)
@@ -525,7 +495,7 @@ def _paging_handler(total: int, rows: int):
         items = [{"serialSeq": f"S{i:05d}"} for i in range(start, min(start + rows, total))]
         return xml_response(xml_ok(items, total=total, page=page, rows=rows))
 
-    return Handler(respond)
+    return ScriptedHandler(respond)
 
 
 def test_page_count():
@@ -578,23 +548,12 @@ def test_iter_full_down_resume_subset_and_start_page():
     assert pages[-1].records[-1]["serialSeq"] == "S00022"
 
 
-# --------------------------------------------------------------------------- speed
-
-
-def _synthetic_page(n: int) -> bytes:
-    raw = AED_XML.read_bytes()
-    one = raw[raw.index(b"<item>") : raw.index(b"</item>") + len(b"</item>")]
-    return (
-        b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><response><header><resultCode>00</resultCode>'
-        b"<resultMsg>NORMAL SERVICE.</resultMsg></header><body><items>"
-        + one * n
-        + f"</items><numOfRows>{n}</numOfRows><pageNo>1</pageNo><totalCount>{n * 13}</totalCount></body></response>".encode()
-    )
+# --------------------------------------------------------------------------- a full page
 
 
 def test_a_5000_record_page_parses_every_record():
     # Its speed is measured by bench/egen_parse.py, not here.
-    raw = _synthetic_page(5000)
+    raw = synthetic_aed_page(5000)
     parsed = parse_egen_response(raw, response_type="xml", operation="getAedFullDown", page=1)
     assert len(parsed.records) == 5000
     assert parsed.records[0] == RECORD_1 and parsed.records[4999] == RECORD_1

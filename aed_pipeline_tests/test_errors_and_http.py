@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import pickle
-import traceback
 from urllib.parse import parse_qs
 
 import httpx
@@ -31,45 +30,10 @@ from aed_pipeline.lib.http import (
     redact_url,
     secret_variants,
 )
+from aed_pipeline_tests.helpers import ScriptedHandler, assert_no_key, exception_texts
 
 DECODED = "MARKERKEY+abc/def=="
 ENCODED = "MARKERKEY%2Babc%2Fdef%3D%3D"
-
-
-def _texts_of(exc: BaseException) -> list[str]:
-    texts: list[str] = []
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        texts += [str(current), repr(current), *map(str, current.args)]
-        current = current.__cause__ or current.__context__
-    texts.append("".join(traceback.format_exception(exc)))
-    return texts
-
-
-def assert_no_key(exc: BaseException, caplog: pytest.LogCaptureFixture, marker: str = "MARKERKEY") -> None:
-    for text in _texts_of(exc):
-        assert marker not in text
-    for record in caplog.records:
-        assert marker not in record.getMessage()
-
-
-class Recorder:
-    """A MockTransport handler that replays a script of responses/exceptions."""
-
-    def __init__(self, *steps):
-        self.steps = list(steps)
-        self.requests: list[httpx.Request] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        step = self.steps.pop(0) if len(self.steps) > 1 else self.steps[0]
-        if isinstance(step, BaseException):
-            raise step
-        if isinstance(step, type) and issubclass(step, BaseException):
-            raise step("boom for " + str(request.url), request=request)
-        return step
 
 
 def _http(handler, **kw) -> tuple[SourceHttp, list[float]]:
@@ -189,7 +153,7 @@ def test_retry_policy_backoff_and_cap():
 
 
 def test_user_agent_is_browser_like():
-    rec = Recorder(httpx.Response(200, text="ok"))
+    rec = ScriptedHandler(httpx.Response(200, text="ok"))
     http, _ = _http(rec)
     assert http.get("https://x.test/op", operation="op", page=1, interpret=_ok) == "ok"
     ua = rec.requests[0].headers["user-agent"]
@@ -197,7 +161,7 @@ def test_user_agent_is_browser_like():
 
 
 def test_5xx_then_success_retries_with_backoff():
-    rec = Recorder(
+    rec = ScriptedHandler(
         httpx.Response(502, text="Error forwarding request to backend server\n"),
         httpx.Response(503, text="unavailable"),
         httpx.Response(200, text="fine"),
@@ -210,7 +174,7 @@ def test_5xx_then_success_retries_with_backoff():
 
 def test_retries_exhausted_raise_unavailable_with_attempt_count(caplog):
     caplog.set_level(logging.DEBUG)
-    rec = Recorder(httpx.Response(503, text="down"))
+    rec = ScriptedHandler(httpx.Response(503, text="down"))
     http, delays = _http(rec, retry=RetryPolicy(max_attempts=5, base_delay=1.0, max_delay=30.0))
     url = build_url("https://x.test/op", [("serviceKey", DECODED), ("pageNo", 4)])
     with pytest.raises(SourceUnavailable) as info:
@@ -227,11 +191,11 @@ def test_retries_exhausted_raise_unavailable_with_attempt_count(caplog):
 
 
 def test_429_is_rate_limited_and_retried():
-    rec = Recorder(httpx.Response(429, text="slow down"), httpx.Response(200, text="ok"))
+    rec = ScriptedHandler(httpx.Response(429, text="slow down"), httpx.Response(200, text="ok"))
     http, delays = _http(rec)
     assert http.get("https://x.test/op", operation="op", page=1, interpret=_ok) == "ok"
     assert len(rec.requests) == 2 and delays == [1.0]
-    rec = Recorder(httpx.Response(429, text="slow down"))
+    rec = ScriptedHandler(httpx.Response(429, text="slow down"))
     http, _ = _http(rec, retry=RetryPolicy(max_attempts=2))
     with pytest.raises(SourceRateLimited):
         http.get("https://x.test/op", operation="op", page=1, interpret=_ok)
@@ -244,12 +208,12 @@ def test_429_is_rate_limited_and_retried():
 def test_transport_errors_are_retried_and_not_chained(exc_type, caplog):
     caplog.set_level(logging.DEBUG)
     url = build_url("https://x.test/op", [("serviceKey", DECODED)])
-    rec = Recorder(exc_type, httpx.Response(200, text="ok"))
+    rec = ScriptedHandler(exc_type, httpx.Response(200, text="ok"))
     http, delays = _http(rec)
     assert http.get(url, operation="op", page=1, interpret=_ok) == "ok"
     assert len(rec.requests) == 2 and delays == [1.0]
 
-    rec = Recorder(exc_type)
+    rec = ScriptedHandler(exc_type)
     http, delays = _http(rec, retry=RetryPolicy(max_attempts=3))
     with pytest.raises(SourceUnavailable) as info:
         http.get(url, operation="op", page=1, interpret=_ok)
@@ -261,7 +225,7 @@ def test_transport_errors_are_retried_and_not_chained(exc_type, caplog):
 
 
 def test_permanent_error_from_interpret_is_not_retried():
-    rec = Recorder(httpx.Response(200, text="x"))
+    rec = ScriptedHandler(httpx.Response(200, text="x"))
     http, delays = _http(rec)
 
     def interpret(response):
@@ -274,7 +238,7 @@ def test_permanent_error_from_interpret_is_not_retried():
 
 def test_httpx_logger_is_redacted(caplog):
     caplog.set_level(logging.DEBUG)
-    rec = Recorder(httpx.Response(200, text="ok"))
+    rec = ScriptedHandler(httpx.Response(200, text="ok"))
     http, _ = _http(rec)
     url = build_url("https://x.test/op", [("serviceKey", DECODED)])
     http.get(url, operation="op", page=1, interpret=_ok)
@@ -285,7 +249,7 @@ def test_httpx_logger_is_redacted(caplog):
 
 
 def test_external_client_is_not_closed():
-    rec = Recorder(httpx.Response(200, text="ok"))
+    rec = ScriptedHandler(httpx.Response(200, text="ok"))
     client = httpx.Client(transport=httpx.MockTransport(rec))
     http = SourceHttp(source=SOURCE_EGEN, secrets=[ENCODED], client=client, sleep=lambda s: None)
     assert http.get("https://x.test/op", operation="op", page=None, interpret=_ok) == "ok"

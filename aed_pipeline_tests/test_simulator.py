@@ -15,13 +15,13 @@ import pytest
 
 from aed_pipeline.simulator import Simulator, SimulatorServer, simulator_transport
 from aed_pipeline.simulator import aed_data
+from aed_pipeline_tests.helpers import RECORDED, RECORDED_AED_XML
 
 TODAY = dt.date(2026, 11, 23)  # a Monday
 UA = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"}
 EGEN = "http://sim/B552657/AEDInfoInqireService"
 FULL = EGEN + "/getAedFullDown"
 AT = "http://sim/api/returnData.api"
-RECORDED = pathlib.Path("/work/shared/api/recorded")
 SIM_DIR = pathlib.Path(aed_data.__file__).parent
 
 
@@ -195,7 +195,7 @@ def test_xml_success_shape(sim):
             if k.endswith("Yon"):
                 assert v in ("Y", "N")
     # same sample of the recorded response: the recorded items are sorted the same way
-    rec = (RECORDED / "aed" / "getEgytAedManageInfoInqire_Q0-seoul_Q1-jongno_rows5_2026-05-16.xml").read_bytes()
+    rec = (RECORDED_AED_XML).read_bytes()
     rec_tags = set(c.tag for it in items_of(rec) for c in it)
     assert rec_tags <= set(aed_data.ITEM_FIELDS)
 

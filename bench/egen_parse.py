@@ -10,29 +10,10 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
-
 from lxml import etree
 
 from aed_pipeline.lib.egen import parse_egen_response
-
-RECORDED = (
-    Path(__file__).resolve().parents[1]
-    / "aed_pipeline_tests/fixtures/recorded/aed/getEgytAedManageInfoInqire_Q0-seoul_Q1-jongno_rows5_2026-05-16.xml"
-)
-
-
-def synthetic_page(records: int) -> bytes:
-    raw = RECORDED.read_bytes()
-    one = raw[raw.index(b"<item>") : raw.index(b"</item>") + len(b"</item>")]
-    return (
-        b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><response><header><resultCode>00</resultCode>'
-        b"<resultMsg>NORMAL SERVICE.</resultMsg></header><body><items>"
-        + one * records
-        + f"</items><numOfRows>{records}</numOfRows><pageNo>1</pageNo>"
-        f"<totalCount>{records}</totalCount></body></response>".encode()
-    )
-
+from aed_pipeline_tests.helpers import synthetic_aed_page
 
 def best_of(repeat: int, work) -> float:
     best = float("inf")
@@ -48,7 +29,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=5000)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    raw = synthetic_page(args.records)
+    raw = synthetic_aed_page(args.records)
 
     baseline = best_of(args.repeat, lambda: sum(1 for _ in etree.fromstring(raw).iter()))
     ours = best_of(args.repeat, lambda: parse_egen_response(raw, response_type="xml", page=1))

@@ -1,7 +1,7 @@
 """Byte-exact copies of real recorded data.go.kr gateway failures.
 
-Source: /work/shared/api/recorded/data_go_kr_gateway/ (recorded 2026-05-16 on apis.data.go.kr by
-the KOSMOS project). Embedded as constants so the simulator needs no package data files.
+Source: the recordings in aed_pipeline_tests/fixtures/recorded/data_go_kr_gateway/ (recorded
+2026-05-16 on apis.data.go.kr by the KOSMOS project). Embedded as constants so the simulator needs no package data files.
 """
 
 from __future__ import annotations

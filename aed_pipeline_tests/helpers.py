@@ -1,0 +1,72 @@
+"""Helpers shared by the client tests: a scripted HTTP handler and the key-leak assertion."""
+
+from __future__ import annotations
+
+import traceback
+from pathlib import Path
+
+import httpx
+import pytest
+
+
+class ScriptedHandler:
+    """An httpx.MockTransport handler replaying a script of steps; the last step repeats.
+
+    A step is an ``httpx.Response`` (returned), an exception instance (raised), an httpx exception
+    class (raised with the request), or a callable taking the request and returning a response.
+    ``requests`` records every request received, so tests can count attempts.
+    """
+
+    def __init__(self, *steps):
+        self.steps = list(steps)
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        step = self.steps.pop(0) if len(self.steps) > 1 else self.steps[0]
+        if isinstance(step, BaseException):
+            raise step
+        if isinstance(step, type) and issubclass(step, BaseException):
+            raise step(f"failed {request.url}", request=request)
+        if callable(step) and not isinstance(step, httpx.Response):
+            return step(request)
+        return step
+
+
+def exception_texts(exc: BaseException) -> list[str]:
+    """Every text an operator could see of ``exc``: str, repr, args of its whole chain, traceback."""
+    texts: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        texts += [str(current), repr(current), *map(str, current.args)]
+        current = current.__cause__ or current.__context__
+    texts.append("".join(traceback.format_exception(exc)))
+    return texts
+
+
+def assert_no_key(exc: BaseException, caplog: pytest.LogCaptureFixture, *markers: str) -> None:
+    """No form of the service key (default marker ``MARKERKEY``) in the exception or the logs."""
+    for marker in markers or ("MARKERKEY",):
+        for text in exception_texts(exc):
+            assert marker not in text
+        for record in caplog.records:
+            assert marker not in record.getMessage()
+
+
+RECORDED = Path(__file__).resolve().parent / "fixtures" / "recorded"
+RECORDED_AED_XML = RECORDED / "aed" / "getEgytAedManageInfoInqire_Q0-seoul_Q1-jongno_rows5_2026-05-16.xml"
+
+
+def synthetic_aed_page(records: int) -> bytes:
+    """A getAedFullDown-style XML page of ``records`` copies of the recorded page's first item."""
+    raw = RECORDED_AED_XML.read_bytes()
+    one = raw[raw.index(b"<item>") : raw.index(b"</item>") + len(b"</item>")]
+    return (
+        b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><response><header><resultCode>00</resultCode>'
+        b"<resultMsg>NORMAL SERVICE.</resultMsg></header><body><items>"
+        + one * records
+        + f"</items><numOfRows>{records}</numOfRows><pageNo>1</pageNo>"
+        f"<totalCount>{records}</totalCount></body></response>".encode()
+    )
