@@ -655,3 +655,38 @@ def test_run_server_prints_urls_and_stops_on_ctrl_c():
     finally:
         p.send_signal(signal.SIGINT)
         assert p.wait(timeout=10) == 0
+
+
+def test_snapshot_faults_for_the_integrity_checks():
+    sim = Simulator(today=TODAY, aed_count=2000)
+    client = httpx.Client(transport=simulator_transport(sim), headers=UA)
+    params = {"serviceKey": "k", "numOfRows": 1000, "pageNo": 1}
+    clean = text_items(client.get(FULL, params=params).content)
+    total = int(ET.fromstring(client.get(FULL, params=params).content).findtext("./body/totalCount"))
+
+    sim.faults.snapshot = "duplicate_serials"
+    serials = [i["serialSeq"] for i in text_items(client.get(FULL, params=params).content)]
+    assert len(serials) == len(clean) and len(set(serials)) < 0.85 * len(serials)
+
+    sim.faults.snapshot = "short_page"
+    body = client.get(FULL, params=params).content
+    assert len(text_items(body)) == len(clean) // 2
+    assert int(ET.fromstring(body).findtext("./body/totalCount")) == total
+
+    sim.faults.snapshot = "inflated_total"
+    body = client.get(FULL, params=params).content
+    assert len(text_items(body)) == len(clean)
+    assert int(ET.fromstring(body).findtext("./body/totalCount")) == total + total // 50
+
+
+def test_flower_bad_rows_fault():
+    sim = Simulator(today=dt.date(2026, 11, 25))
+    client = httpx.Client(transport=simulator_transport(sim), headers=UA)
+    params = {"kind": "f001", "serviceKey": "k", "baseDate": "2026-11-23", "flowerGubn": 1,
+              "dataType": "json", "countPerPage": 1000}
+    clean = client.get(AT, params=params).json()["response"]["items"]
+    sim.faults.at_bad_rows = True
+    bad = client.get(AT, params=params).json()["response"]["items"]
+    assert int(bad[0]["minAmt"]) > int(bad[0]["maxAmt"])
+    assert bad[1]["totAmt"] == "N/A"
+    assert bad[2:] == clean[2:]

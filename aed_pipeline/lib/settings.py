@@ -16,6 +16,7 @@ EGEN_SERVICE_KEY_ENV = "EGEN_SERVICE_KEY"
 EGEN_BASE_URL_ENV = "EGEN_BASE_URL"
 AT_FLOWER_SERVICE_KEY_ENV = "AT_FLOWER_SERVICE_KEY"
 AT_FLOWER_BASE_URL_ENV = "AT_FLOWER_BASE_URL"
+ARCHIVE_URL_ENV = "AED_PIPELINE_ARCHIVE_URL"
 
 DEFAULT_HOME = ".aed_pipeline"
 DEFAULT_EGEN_BASE_URL = "https://apis.data.go.kr/B552657/AEDInfoInqireService"
@@ -31,3 +32,8 @@ def env_or_none(name: str) -> str | None:
     """An environment variable's value, with unset and empty treated alike."""
     value = os.environ.get(name, "").strip()
     return value or None
+
+
+def archive_url() -> str:
+    """Where raw API pages are archived: ``AED_PIPELINE_ARCHIVE_URL`` or ``{home}/archive``."""
+    return env_or_none(ARCHIVE_URL_ENV) or str(pipeline_home() / "archive")

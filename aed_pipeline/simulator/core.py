@@ -99,13 +99,17 @@ class Faults:
     egen_provider_error_msg: str = "SERVICE KEY IS NOT REGISTERED ERROR."
     envelope_json: bool = False  # OpenAPI_ServiceResponse rendered as JSON instead of XML
     envelope_without_declaration: bool = False  # XML envelope without <?xml ...?>
-    snapshot: str | None = None  # None | "null_coordinates" | "half_missing"
+    # None | "null_coordinates" | "half_missing" | "duplicate_serials" (every 5th record repeats the
+    # previous one's serialSeq) | "short_page" (a page with only the first half of its items,
+    # well-formed; scope it with ``pages``) | "inflated_total" (totalCount 2 % above the records)
+    snapshot: str | None = None
     # aT
     at_result_code: int | None = None  # force resultCd 1..5 ...
     at_result_code_count: int = -1  # ... for the next N requests (-1 = while set)
     at_daily_quota: int | None = None  # after N successful calls today: resultCd 4
     at_expired_keys: set[str] = field(default_factory=set)  # resultCd 2
     at_unapproved_keys: set[str] = field(default_factory=set)  # resultCd 3
+    at_bad_rows: bool = False  # in each data page: row 1 gets minAmt > maxAmt, row 2 a non-numeric totAmt
 
 
 def _xml_escape(s: str) -> str:
@@ -343,6 +347,14 @@ class Simulator:
         page_ids = ids[start:start + rows] if start < total else ids[:0]
         recs = reg.records(page_ids, self.today.toordinal(), full_down=full_down,
                            null_coordinates=snapshot == "null_coordinates")
+        if snapshot == "duplicate_serials":
+            for n in range(1, len(recs)):
+                if (start + n) % 5 == 0:
+                    recs[n]["serialSeq"] = recs[n - 1]["serialSeq"]
+        elif snapshot == "short_page":
+            recs = recs[: len(recs) // 2]
+        elif snapshot == "inflated_total":
+            total += max(1, total // 50)
         if as_json:
             items = []
             js = _json_scalar
@@ -423,6 +435,10 @@ class Simulator:
             page = []
         else:
             page = rows[(cur - 1) * per_page: cur * per_page]
+        if scoped and f.at_bad_rows and len(page) >= 2:
+            page = [list(x) for x in page]
+            page[0][6] = page[0][5] + 1000  # minAmt above maxAmt
+            page[1][8] = "N/A"  # totAmt not a number
         resp = self._render_flowers(page, data_type)
         resp.is_data = True
         return resp

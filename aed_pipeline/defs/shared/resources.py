@@ -18,7 +18,9 @@ import dagster as dg
 import httpx
 from sqlalchemy.engine import Engine
 
+from aed_pipeline.defs.shared.io import PartitionedPickleIOManager
 from aed_pipeline.lib import settings
+from aed_pipeline.lib.archive import RawArchive
 from aed_pipeline.lib.at_flower import AtFlowerClient
 from aed_pipeline.lib.egen import EgenClient
 from aed_pipeline.lib.http import RetryPolicy
@@ -45,6 +47,15 @@ class WarehouseResource(dg.ConfigurableResource):
 
     def redacted_url(self) -> str:
         return redact_database_url(self.resolved_url())
+
+
+class RawArchiveResource(dg.ConfigurableResource):
+    """The raw archive of API pages: a folder, or any fsspec/UPath URL (``s3://…``, ``gs://…``)."""
+
+    url: str | None = None
+
+    def archive(self) -> RawArchive:
+        return RawArchive(self.url or settings.archive_url())
 
 
 @lru_cache(maxsize=1)
@@ -141,13 +152,15 @@ def _plain(name: str, default: str) -> str:
     return settings.env_or_none(name) or default
 
 
-def build_resources() -> dict[str, dg.ConfigurableResource]:
+def build_resources() -> dict[str, dg.ConfigurableResource | dg.ConfigurableIOManager]:
     """The resources as configured by the environment (see the README's table of variables)."""
     return {
         "warehouse": WarehouseResource(
             database_url=_secret(settings.DATABASE_URL_ENV),
             home=os.environ.get(settings.HOME_ENV) or None,
         ),
+        "raw_archive": RawArchiveResource(url=settings.env_or_none(settings.ARCHIVE_URL_ENV)),
+        "io_manager": PartitionedPickleIOManager(),
         "egen_api": EgenApiResource(
             service_key=_secret(settings.EGEN_SERVICE_KEY_ENV),
             base_url=_plain(settings.EGEN_BASE_URL_ENV, settings.DEFAULT_EGEN_BASE_URL),

@@ -1,0 +1,153 @@
+"""The bookkeeping every table sync shares: the ``sync_runs`` log, the quarantine, and COPY.
+
+``sync_runs`` has one row per table sync. It is inserted as ``running`` in its own transaction, so
+a sync in progress (or one killed mid-way) is visible, and it is marked ``success`` inside the
+sync's own transaction, so a committed sync and its log row cannot disagree. A failure is recorded
+after the rollback, again in its own transaction. The metrics (issue 5) are computed from it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from psycopg import sql
+from sqlalchemy.engine import Connection, Engine
+
+SOURCE_EGEN_AED = "egen_aed"
+SOURCE_AT_FLOWER = "at_flower"
+
+
+@dataclass
+class SyncCounts:
+    """What one table sync did, in the words of ``sync_runs``."""
+
+    fetched: int = 0
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    revived: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class SyncRun:
+    """A ``sync_runs`` row being written: started on creation, finished by :func:`sync_run`."""
+
+    def __init__(self, engine: Engine, source: str, table_name: str, partition_key: str, run_id: str | None):
+        self.engine = engine
+        self.counts = SyncCounts()
+        self.started_at = datetime.now(timezone.utc)
+        with engine.begin() as conn:
+            self.id = conn.execute(
+                sa.text(
+                    "INSERT INTO sync_runs (source, table_name, partition_key, run_id, started_at, status) "
+                    "VALUES (:source, :table_name, :partition_key, :run_id, :started_at, 'running') RETURNING id"
+                ),
+                {
+                    "source": source,
+                    "table_name": table_name,
+                    "partition_key": partition_key,
+                    "run_id": run_id,
+                    "started_at": self.started_at,
+                },
+            ).scalar_one()
+
+    def mark_success(self, conn: Connection) -> None:
+        """Record success inside the sync's own transaction (committed with the data or not at all)."""
+        conn.execute(
+            sa.text(
+                "UPDATE sync_runs SET status = 'success', finished_at = clock_timestamp(), "
+                "fetched = :fetched, inserted = :inserted, updated = :updated, deleted = :deleted, "
+                "revived = :revived, unchanged = :unchanged, rejected = :rejected WHERE id = :id"
+            ),
+            {**self.counts.as_dict(), "id": self.id},
+        )
+
+    def mark_failed(self, error: BaseException) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "UPDATE sync_runs SET status = 'failed', finished_at = clock_timestamp(), "
+                    "fetched = :fetched, rejected = :rejected, error_type = :error_type, error = :error "
+                    "WHERE id = :id"
+                ),
+                {
+                    "fetched": self.counts.fetched,
+                    "rejected": self.counts.rejected,
+                    "error_type": type(error).__name__,
+                    "error": str(error)[:4000],
+                    "id": self.id,
+                },
+            )
+
+    @property
+    def duration_seconds(self) -> float:
+        return (datetime.now(timezone.utc) - self.started_at).total_seconds()
+
+
+@contextmanager
+def sync_run(
+    engine: Engine, *, source: str, table_name: str, partition_key: str, run_id: str | None
+) -> Iterator[SyncRun]:
+    """Log one table sync; the body must call ``run.mark_success(conn)`` in its transaction.
+
+    Any exception out of the body marks the row failed (with the error's type and message) and
+    propagates.
+    """
+    run = SyncRun(engine, source, table_name, partition_key, run_id)
+    try:
+        yield run
+    except BaseException as exc:
+        run.mark_failed(exc)
+        raise
+
+
+def replace_rejected_records(
+    conn: Connection,
+    *,
+    source: str,
+    partition_key: str,
+    run_id: str | None,
+    rejected: Iterable[tuple[dict[str, Any], list[dict[str, Any]]]],
+) -> int:
+    """Replace the partition's quarantined records with ``(raw record, failed checks)`` pairs.
+
+    Replacing (not appending) keeps re-runs of a partition from piling up the same rejections.
+    """
+    conn.execute(
+        sa.text("DELETE FROM rejected_records WHERE source = :source AND partition_key = :partition_key"),
+        {"source": source, "partition_key": partition_key},
+    )
+    rows = (
+        (source, partition_key, run_id, json.dumps(record, ensure_ascii=False, default=str),
+         json.dumps(checks, ensure_ascii=False, default=str))
+        for record, checks in rejected
+    )
+    return copy_rows(conn, "rejected_records", ("source", "partition_key", "run_id", "record", "failed_checks"), rows)
+
+
+def copy_rows(conn: Connection, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+    """COPY rows into ``table`` through the connection's psycopg 3 driver; returns the row count.
+
+    Identifiers are quoted by psycopg; values travel in COPY's own format, never inside SQL text.
+    """
+    statement = sql.SQL("COPY {table} ({columns}) FROM STDIN").format(
+        table=sql.Identifier(*table.split(".")),
+        columns=sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+    )
+    count = 0
+    driver = conn.connection.driver_connection
+    with driver.cursor() as cursor, cursor.copy(statement) as copy:
+        for row in rows:
+            copy.write_row(row)
+            count += 1
+    return count
