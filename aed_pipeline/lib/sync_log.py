@@ -19,8 +19,9 @@ import sqlalchemy as sa
 from psycopg import sql
 from sqlalchemy.engine import Connection, Engine
 
-SOURCE_EGEN_AED = "egen_aed"
-SOURCE_AT_FLOWER = "at_flower"
+# The ``source`` column of sync_runs and rejected_records.
+SYNC_SOURCE_EGEN = "egen_aed"
+SYNC_SOURCE_FLOWER = "at_flower"
 
 
 @dataclass

@@ -38,7 +38,8 @@ class PartitionedPickleIOManager(dg.ConfigurableIOManager):
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         keys = self._partition_keys(context)
         if len(keys) == 1:
-            values = {keys[0]: obj}
+            single = isinstance(obj, dict) and set(obj) == {keys[0]} and keys[0] is not None
+            values = obj if single else {keys[0]: obj}
         else:
             if not isinstance(obj, dict) or set(obj) != set(keys):
                 raise TypeError(
@@ -68,3 +69,10 @@ class PartitionedPickleIOManager(dg.ConfigurableIOManager):
             with path.open("rb") as handle:
                 values[key] = pickle.load(handle)
         return values[keys[0]] if len(keys) == 1 else values
+
+
+def per_partition(partition_keys: list[str], loaded: Any) -> dict[str, Any]:
+    """What the IO manager loaded, as ``{partition key: value}`` whether the run has one key or many."""
+    if len(partition_keys) == 1:
+        return {partition_keys[0]: loaded}
+    return dict(loaded)
