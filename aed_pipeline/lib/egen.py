@@ -27,6 +27,8 @@ import math
 import random
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from typing import Any, Callable, Iterable, Iterator, Literal
 
 import httpx
@@ -397,7 +399,8 @@ class EgenPage:
 
     ``response_type`` is the format of ``raw`` as detected from the body (it can
     differ from the requested one for gateway envelopes); ``num_of_rows`` is the
-    page size that was requested.
+    page size that was requested; ``served_at`` is the server's ``Date`` header (None when it
+    sent none): the API serves only the current registry, so this dates the snapshot.
     """
 
     page_no: int
@@ -407,6 +410,19 @@ class EgenPage:
     raw: bytes = field(repr=False)
     content_type: str
     response_type: ResponseType
+    served_at: datetime | None = None
+
+
+def served_date_header(response: httpx.Response) -> datetime | None:
+    """The response's ``Date`` header as an aware datetime, or None if absent or unreadable."""
+    value = response.headers.get("date")
+    if not value:
+        return None
+    try:
+        parsed = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
 class EgenClient(SourceClient):
@@ -542,6 +558,7 @@ class EgenClient(SourceClient):
             raw=raw,
             content_type=content_type,
             response_type=parsed.format,
+            served_at=served_date_header(response),
         )
 
     def _raise_for_status(self, response: httpx.Response, operation: str, page_no: int) -> None:

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from email.utils import formatdate
 from typing import NamedTuple
 from urllib.parse import parse_qs, urlsplit
 
@@ -102,6 +103,7 @@ class Faults:
     # None | "null_coordinates" | "half_missing" | "duplicate_serials" (every 5th record repeats the
     # previous one's serialSeq) | "short_page" (a page with only the first half of its items,
     # well-formed; scope it with ``pages``) | "inflated_total" (totalCount 2 % above the records)
+    # | "bad_values" (the first three records of a page: coordinate "37.5x", time "2561", empty serial)
     snapshot: str | None = None
     # aT
     at_result_code: int | None = None  # force resultCd 1..5 ...
@@ -176,6 +178,12 @@ class Simulator:
     def today(self, value: dt.date | None) -> None:
         self._today = value
 
+    def http_date(self) -> str:
+        """The ``Date`` header of the simulated world: the current KST time of day on ``today``."""
+        now = dt.datetime.now(KST)
+        simulated = dt.datetime.combine(self.today, now.time(), tzinfo=KST)
+        return formatdate(simulated.timestamp(), usegmt=True)
+
     def reset_faults(self) -> None:
         self.faults = Faults()
 
@@ -249,6 +257,7 @@ class Simulator:
             resp = self._egen(path[len(EGEN_PREFIX) + 1:], qs, hdrs, scoped)
         else:
             resp = self._at(qs, scoped)
+        resp.headers.setdefault("Date", self.http_date())
         if resp.status == 200 and resp.is_data:
             if scoped and self._take("truncate_count"):
                 resp.body = resp.body[: len(resp.body) // 2]
@@ -353,6 +362,13 @@ class Simulator:
                     recs[n]["serialSeq"] = recs[n - 1]["serialSeq"]
         elif snapshot == "short_page":
             recs = recs[: len(recs) // 2]
+        elif snapshot == "bad_values" and recs:
+            # One record each with a non-numeric coordinate, an impossible time and an empty serial.
+            recs[0]["wgs84Lat"] = "37.5x"
+            if len(recs) > 1:
+                recs[1]["monSttTme"] = "2561"
+            if len(recs) > 2:
+                recs[2]["serialSeq"] = ""
         elif snapshot == "inflated_total":
             total += max(1, total // 50)
         if as_json:

@@ -1,0 +1,1 @@
+"""The e-gen AED registry sync."""

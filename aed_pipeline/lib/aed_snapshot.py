@@ -1,0 +1,187 @@
+"""Fetching the e-gen AED snapshot of one KST date into the raw archive, resumably.
+
+The API has no change cursor and serves only *today's* registry, so a snapshot is the set of all
+``getAedFullDown`` pages fetched on its date. Every page is archived as it arrives; a fetch that
+dies part-way (the daily quota exhausted at page 60 of 82, a network failure) keeps its pages, and
+the next attempt for the same date fetches only the missing ones. A snapshot is complete when every
+page is archived and the records add up to ``totalCount``.
+
+The date of a snapshot is the date the API served it, read from the response's ``Date`` header
+(the real clock when the server sends none): a past date can only be re-derived from its archive,
+and today's registry is never stored under another date.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from typing import Protocol
+
+from aed_pipeline.lib.archive import PageSetManifest, RawArchive, utc_now_iso
+from aed_pipeline.lib.egen import OPERATION_FULL_DOWN, EgenPage, page_count
+
+logger = logging.getLogger(__name__)
+
+ARCHIVE_SOURCE = "egen_aed"
+PAGE_SET = "snapshot"
+KST = timezone(timedelta(hours=9))
+
+
+class SnapshotUnavailable(Exception):
+    """The snapshot of a date cannot be had: not archived, and the API no longer serves that date."""
+
+
+class FullDownClient(Protocol):
+    num_of_rows: int
+    response_type: str
+
+    def fetch_full_down_page(self, page_no: int) -> EgenPage: ...
+
+
+@dataclass(frozen=True)
+class SnapshotFetch:
+    """What one materialisation of the raw snapshot did."""
+
+    manifest: PageSetManifest
+    fetched_pages: tuple[int, ...]
+    reused_pages: int
+    location: str
+
+    @property
+    def complete(self) -> bool:
+        return self.manifest.complete
+
+
+def kst_date(moment: datetime | None) -> date:
+    """The KST calendar date of a moment (now when None)."""
+    return (moment or datetime.now(timezone.utc)).astimezone(KST).date()
+
+
+def is_complete(manifest: PageSetManifest) -> bool:
+    """Every page archived and the records adding up to the announced ``totalCount``."""
+    return (
+        manifest.total_count is not None
+        and not manifest.missing_pages()
+        and manifest.records == manifest.total_count
+    )
+
+
+def snapshot_summary(manifest: PageSetManifest) -> str:
+    missing = manifest.missing_pages()
+    return (
+        f"{len(manifest.pages)} of {manifest.expected_pages} pages, {manifest.records} records, "
+        f"totalCount {manifest.total_count}" + (f", missing pages {_ranges(missing)}" if missing else "")
+    )
+
+
+def fetch_snapshot(
+    client: FullDownClient,
+    archive: RawArchive,
+    partition: date,
+    *,
+    origin: str,
+    refetch: bool = False,
+) -> SnapshotFetch:
+    """Make the archive hold the complete snapshot of ``partition``, fetching only what is missing.
+
+    A complete archived snapshot is reused without calling the API (unless ``refetch``). An
+    incomplete one is resumed when it was made with the same paging; otherwise it is started over.
+    Raises :class:`SnapshotUnavailable` when the API serves another date than ``partition``, and
+    the client's ``SourceError`` for API failures (the pages archived so far stay).
+    """
+    key = partition.isoformat()
+    location = archive.location(ARCHIVE_SOURCE, key, PAGE_SET)
+    manifest = archive.read_manifest(ARCHIVE_SOURCE, key, PAGE_SET)
+    request = {"operation": OPERATION_FULL_DOWN, "num_of_rows": client.num_of_rows}
+    if manifest is not None and is_complete(manifest) and not refetch:
+        logger.info("e-gen snapshot %s is archived complete at %s: reused", key, location)
+        return SnapshotFetch(manifest, (), len(manifest.pages), location)
+    if manifest is not None and (refetch or manifest.request != request or _all_pages_there(manifest)):
+        # Other page boundaries, a forced refetch, or all pages there but records != totalCount:
+        # the archived pages cannot be completed, only replaced.
+        logger.info("e-gen snapshot %s: starting over (%s)", key, snapshot_summary(manifest))
+        manifest = None
+    if manifest is None:
+        manifest = PageSetManifest(
+            source=ARCHIVE_SOURCE,
+            partition=key,
+            page_set=PAGE_SET,
+            origin=origin,
+            format=client.response_type,
+            request=request,
+        )
+    reused = len(manifest.pages)
+    fetched: list[int] = []
+    restarted = False
+    page_no = 1 if manifest.total_count is None else None
+    while True:
+        if page_no is None:
+            missing = manifest.missing_pages()
+            if not missing:
+                break
+            page_no = missing[0]
+        page = client.fetch_full_down_page(page_no)
+        served_on = kst_date(page.served_at)
+        if served_on != partition:
+            raise SnapshotUnavailable(_wrong_date_message(partition, served_on, manifest))
+        if manifest.total_count is not None and page.total_count != manifest.total_count and not restarted:
+            # The registry was refreshed between this fetch and the archived pages: their
+            # boundaries no longer line up. Start over once, from this page's view.
+            logger.warning(
+                "e-gen snapshot %s: totalCount moved from %d to %d; fetching every page again",
+                key, manifest.total_count, page.total_count,
+            )
+            manifest.pages.clear()
+            manifest.total_count = manifest.expected_pages = None
+            reused = 0
+            fetched.clear()
+            restarted = True
+        if manifest.total_count is None:
+            manifest.total_count = page.total_count
+            manifest.expected_pages = max(1, page_count(page.total_count, client.num_of_rows))
+        manifest.origin = origin
+        manifest.format = page.response_type
+        archive.add_page(manifest, page_no, page.raw, records=len(page.records), content_type=page.content_type)
+        fetched.append(page_no)
+        page_no = None
+    manifest.complete = is_complete(manifest)
+    manifest.completed_at = utc_now_iso()
+    archive.write_manifest(manifest)
+    if not manifest.complete:
+        logger.warning("e-gen snapshot %s archived but inconsistent: %s", key, snapshot_summary(manifest))
+    return SnapshotFetch(manifest, tuple(fetched), reused, location)
+
+
+def _all_pages_there(manifest: PageSetManifest) -> bool:
+    return manifest.expected_pages is not None and not manifest.missing_pages()
+
+
+def _wrong_date_message(partition: date, served_on: date, manifest: PageSetManifest) -> str:
+    have = (
+        f"the archive holds an incomplete snapshot for it ({snapshot_summary(manifest)})"
+        if manifest.pages
+        else "there is no archived snapshot for it"
+    )
+    return (
+        f"cannot materialise e-gen AED partition {partition.isoformat()}: the e-gen API serves only the "
+        f"current registry (it served the registry of {served_on.isoformat()}), so a past date can only "
+        f"be re-derived from its archived snapshot, and {have}"
+    )
+
+
+def _ranges(numbers: list[int]) -> str:
+    """``[1, 2, 3, 7]`` → ``1-3, 7``."""
+    parts: list[str] = []
+    start = previous = None
+    for n in numbers:
+        if start is None:
+            start = previous = n
+        elif n == previous + 1:
+            previous = n
+        else:
+            parts.append(f"{start}-{previous}" if start != previous else str(start))
+            start = previous = n
+    if start is not None:
+        parts.append(f"{start}-{previous}" if start != previous else str(start))
+    return ", ".join(parts)

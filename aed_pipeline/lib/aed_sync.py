@@ -1,0 +1,472 @@
+"""Applying one day's validated AED snapshot to ``aed_data`` and ``aed_data_history``.
+
+Everything happens in one transaction, so readers see the registry before or after a sync, never in
+between, and a failure anywhere leaves every table as it was:
+
+1. COPY the snapshot into a temporary staging table.
+2. The missing-devices guard: if more than a share (default 5 %) of the active devices are absent
+   from the snapshot, stop and write nothing (a half-served registry must not retire devices).
+3. ``aed_data`` (only when the snapshot is the newest applied): a set-based diff on ``row_hash``:
+   insert new devices, update changed ones, revive returning ones, soft-delete (``deleted_at``)
+   missing ones, and leave unchanged rows untouched, so an unchanged day writes nothing.
+4. ``aed_data_history`` (SCD2 over partition dates): the versions are re-derived for this date.
+   Which dates were observed is known (``aed_snapshots``), so a backfill of a date between two
+   applied ones changes only what that date says, up to the next observed date.
+5. ``aed_snapshots`` and the ``sync_runs`` row, committed with the data.
+
+A transaction-level advisory lock serialises AED syncs, so two runs of the same partition apply
+one after the other and the second finds nothing to do.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from aed_pipeline.lib.aed_integrity import PreviousSnapshot
+from aed_pipeline.lib.aed_records import DEVICE_COLUMNS, PERSONAL_COLUMNS
+from aed_pipeline.lib.sync_log import SYNC_SOURCE_EGEN, copy_rows, sync_run
+
+# An arbitrary constant: the key of the advisory lock that serialises AED syncs.
+AED_SYNC_LOCK_KEY = 7_310_052_618
+DEFAULT_MISSING_DEVICES_GUARD = 0.05
+
+_COLUMNS = ", ".join(DEVICE_COLUMNS)
+_STAGED = ", ".join(f"s.{c}" for c in DEVICE_COLUMNS)
+_FROM_HISTORY = ", ".join(f"h.{c}" for c in DEVICE_COLUMNS)
+_SET_FROM_STAGE = ", ".join(f"{c} = s.{c}" for c in DEVICE_COLUMNS if c != "equipment_serial")
+_COMPARED = [c for c in DEVICE_COLUMNS if c not in ("equipment_serial", "row_hash")]
+
+
+class SnapshotRejected(Exception):
+    """The validated snapshot failed a blocking integrity check and must not be applied."""
+
+
+class MissingDevicesGuardTripped(Exception):
+    """Too many active devices are absent from the snapshot: the sync stopped and wrote nothing."""
+
+
+@dataclass
+class ValidatedAedSnapshot:
+    """One day's snapshot after validation: what ``aed_validated`` hands to ``aed_data``."""
+
+    partition_date: date
+    frame: pd.DataFrame
+    fetched: int
+    total_count: int | None
+    rejected: int
+    profile: dict[str, Any]
+    archive_ref: str
+    archive_digest: str
+    origin: str
+    blocking_failures: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    equipment_serial: str
+    column: str
+    old: str | None
+    new: str | None
+
+
+@dataclass
+class AedSyncResult:
+    """What a sync changed. ``mode`` is ``current`` (aed_data updated) or ``history_only``."""
+
+    mode: str
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    revived: int = 0
+    unchanged: int = 0
+    history_opened: int = 0
+    history_closed: int = 0
+    newest_applied: date | None = None
+    changes: list[FieldChange] = field(default_factory=list)
+    inserted_examples: list[str] = field(default_factory=list)
+    deleted_examples: list[str] = field(default_factory=list)
+    duration_seconds: float = 0.0
+
+    @property
+    def rows_written(self) -> int:
+        return self.inserted + self.updated + self.deleted + self.revived
+
+
+def apply_snapshot(
+    engine: Engine,
+    snapshot: ValidatedAedSnapshot,
+    *,
+    run_id: str | None = None,
+    missing_devices_guard: float = DEFAULT_MISSING_DEVICES_GUARD,
+    change_sample: int = 20,
+    after_stage: Callable[[Connection], None] | None = None,
+) -> AedSyncResult:
+    """Apply ``snapshot`` in one transaction (see the module docstring); returns the counts.
+
+    ``after_stage`` runs inside the transaction right after the staging COPY: the test suite uses
+    it to prove that a failure there leaves every table as it was.
+    """
+    if snapshot.blocking_failures:
+        raise SnapshotRejected(
+            f"the validated e-gen snapshot of {snapshot.partition_date} failed blocking checks "
+            f"({', '.join(snapshot.blocking_failures)}); it is not applied. Re-materialise "
+            "aed_raw_snapshot and aed_validated once the source is fixed."
+        )
+    partition = snapshot.partition_date
+    with sync_run(
+        engine, source=SYNC_SOURCE_EGEN, table_name="aed_data", partition_key=partition.isoformat(), run_id=run_id
+    ) as run:
+        run.counts.fetched = snapshot.fetched
+        run.counts.rejected = snapshot.rejected
+        with engine.begin() as conn:
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": AED_SYNC_LOCK_KEY})
+            _stage(conn, snapshot.frame)
+            if after_stage is not None:
+                after_stage(conn)
+            newest = conn.execute(sa.text("SELECT max(partition_date) FROM aed_snapshots")).scalar()
+            next_observed = conn.execute(
+                sa.text("SELECT min(partition_date) FROM aed_snapshots WHERE partition_date > :d"), {"d": partition}
+            ).scalar()
+            current = newest is None or partition >= newest
+            _cover(conn, partition)
+            result = AedSyncResult(mode="current" if current else "history_only")
+            if current:
+                _guard_against_current(conn, partition, missing_devices_guard)
+                result.changes = _sample_changes(conn, change_sample)
+                _apply_current(conn, partition, newest, result, change_sample)
+            else:
+                _guard_against_history(conn, partition, missing_devices_guard)
+                _count_against_history(conn, result, change_sample)
+            _apply_history(conn, partition, next_observed, result)
+            _record_snapshot(conn, snapshot, run_id)
+            result.newest_applied = max(partition, newest) if newest else partition
+            run.counts.inserted = result.inserted
+            run.counts.updated = result.updated
+            run.counts.deleted = result.deleted
+            run.counts.revived = result.revived
+            run.counts.unchanged = result.unchanged
+            run.mark_success(conn)
+        result.duration_seconds = run.duration_seconds
+    return result
+
+
+def _stage(conn: Connection, frame: pd.DataFrame) -> None:
+    conn.execute(
+        sa.text(f"CREATE TEMPORARY TABLE aed_stage ON COMMIT DROP AS SELECT {_COLUMNS} FROM aed_data WITH NO DATA")
+    )
+    copy_rows(conn, "aed_stage", DEVICE_COLUMNS, frame_rows(frame))
+    conn.execute(sa.text("CREATE UNIQUE INDEX ON aed_stage (equipment_serial)"))
+    conn.execute(sa.text("ANALYZE aed_stage"))
+
+
+def frame_rows(frame: pd.DataFrame):
+    """The frame's rows in DEVICE_COLUMNS order as tuples, with None for every kind of null."""
+    columns = []
+    for column in DEVICE_COLUMNS:
+        series = frame[column]
+        if series.dtype == "float64":
+            columns.append([None if math.isnan(v) else v for v in series.tolist()])
+        else:
+            columns.append([None if (v is None or v is pd.NA or v != v) else v for v in series.tolist()])
+    return zip(*columns)
+
+
+def _cover(conn: Connection, partition: date) -> None:
+    """The history versions in force on ``partition``: what the history says that day looked like."""
+    conn.execute(
+        sa.text(
+            "CREATE TEMPORARY TABLE aed_cover ON COMMIT DROP AS "
+            "SELECT id, equipment_serial, row_hash, valid_from, valid_to FROM aed_data_history "
+            "WHERE valid_from <= :d AND (valid_to IS NULL OR valid_to > :d)"
+        ),
+        {"d": partition},
+    )
+    conn.execute(sa.text("ANALYZE aed_cover"))
+
+
+def _trip_guard(missing: int, reference: int, partition: date, guard: float, against: str) -> None:
+    if reference and missing / reference > guard:
+        raise MissingDevicesGuardTripped(
+            f"missing-devices guard: {missing} of {reference} {against} ({missing / reference:.1%}) are absent "
+            f"from the e-gen snapshot of {partition}, above the limit of {guard:.0%}; nothing was written. "
+            "If the registry really shrank, re-run aed_data with a higher missing_devices_guard."
+        )
+
+
+def _guard_against_current(conn: Connection, partition: date, guard: float) -> None:
+    missing, active = conn.execute(
+        sa.text(
+            "SELECT count(*) FILTER (WHERE NOT EXISTS "
+            "(SELECT 1 FROM aed_stage s WHERE s.equipment_serial = a.equipment_serial)), count(*) "
+            "FROM aed_data a WHERE a.deleted_at IS NULL"
+        )
+    ).one()
+    _trip_guard(missing, active, partition, guard, "active devices")
+
+
+def _guard_against_history(conn: Connection, partition: date, guard: float) -> None:
+    missing, recorded = conn.execute(
+        sa.text(
+            "SELECT count(*) FILTER (WHERE NOT EXISTS "
+            "(SELECT 1 FROM aed_stage s WHERE s.equipment_serial = c.equipment_serial)), count(*) FROM aed_cover c"
+        )
+    ).one()
+    _trip_guard(missing, recorded, partition, guard, f"devices the history records on {partition}")
+
+
+def _sample_changes(conn: Connection, limit: int) -> list[FieldChange]:
+    """Field by field, what changed for a sample of the updated devices (personal fields not shown)."""
+    if limit <= 0:
+        return []
+    old = ", ".join(f"a.{c}::text" for c in _COMPARED)
+    new = ", ".join(f"s.{c}::text" for c in _COMPARED)
+    rows = conn.execute(
+        sa.text(
+            f"SELECT a.equipment_serial, {old}, {new} FROM aed_data a JOIN aed_stage s USING (equipment_serial) "
+            "WHERE a.deleted_at IS NULL AND a.row_hash <> s.row_hash ORDER BY a.equipment_serial LIMIT :n"
+        ),
+        {"n": limit},
+    ).all()
+    changes = []
+    width = len(_COMPARED)
+    for row in rows:
+        for i, column in enumerate(_COMPARED):
+            before, after = row[1 + i], row[1 + width + i]
+            if before != after:
+                if column in PERSONAL_COLUMNS:
+                    before = after = "(masked field changed)"
+                changes.append(FieldChange(row[0], column, before, after))
+    return changes
+
+
+def _apply_current(
+    conn: Connection, partition: date, previous_newest: date | None, result: AedSyncResult, sample: int
+) -> None:
+    counts = conn.execute(
+        sa.text(
+            "SELECT count(*) FILTER (WHERE a.id IS NULL), "
+            "count(*) FILTER (WHERE a.deleted_at IS NOT NULL), "
+            "count(*) FILTER (WHERE a.deleted_at IS NULL AND a.row_hash <> s.row_hash), "
+            "count(*) FILTER (WHERE a.deleted_at IS NULL AND a.row_hash = s.row_hash) "
+            "FROM aed_stage s LEFT JOIN aed_data a USING (equipment_serial)"
+        )
+    ).one()
+    result.inserted, result.revived, result.updated, result.unchanged = counts
+    result.inserted_examples = conn.execute(
+        sa.text(
+            "SELECT s.equipment_serial FROM aed_stage s WHERE NOT EXISTS "
+            "(SELECT 1 FROM aed_data a WHERE a.equipment_serial = s.equipment_serial) "
+            "ORDER BY 1 LIMIT :n"
+        ),
+        {"n": sample},
+    ).scalars().all()
+    conn.execute(
+        sa.text(
+            f"UPDATE aed_data a SET {_SET_FROM_STAGE}, deleted_at = NULL, last_seen = :d, updated_at = now() "
+            "FROM aed_stage s WHERE a.equipment_serial = s.equipment_serial "
+            "AND (a.deleted_at IS NOT NULL OR a.row_hash <> s.row_hash)"
+        ),
+        {"d": partition},
+    )
+    conn.execute(
+        sa.text(
+            f"INSERT INTO aed_data ({_COLUMNS}, first_seen, last_seen) SELECT {_STAGED}, :d, :d FROM aed_stage s "
+            "WHERE NOT EXISTS (SELECT 1 FROM aed_data a WHERE a.equipment_serial = s.equipment_serial)"
+        ),
+        {"d": partition},
+    )
+    deleted = conn.execute(
+        sa.text(
+            "UPDATE aed_data a SET deleted_at = now(), operation_status = 'removed', "
+            "last_seen = COALESCE(CAST(:previous AS date), a.last_seen), updated_at = now() "
+            "WHERE a.deleted_at IS NULL AND NOT EXISTS "
+            "(SELECT 1 FROM aed_stage s WHERE s.equipment_serial = a.equipment_serial) "
+            "RETURNING a.equipment_serial"
+        ),
+        {"previous": previous_newest if previous_newest and previous_newest < partition else None},
+    ).scalars().all()
+    result.deleted = len(deleted)
+    result.deleted_examples = sorted(deleted)[:sample]
+
+
+def _count_against_history(conn: Connection, result: AedSyncResult, sample: int) -> None:
+    """For a backfill: what this date's snapshot says compared with what the history said of it."""
+    inserted, updated, unchanged = conn.execute(
+        sa.text(
+            "SELECT count(*) FILTER (WHERE c.id IS NULL), count(*) FILTER (WHERE c.row_hash <> s.row_hash), "
+            "count(*) FILTER (WHERE c.row_hash = s.row_hash) "
+            "FROM aed_stage s LEFT JOIN aed_cover c USING (equipment_serial)"
+        )
+    ).one()
+    deleted = conn.execute(
+        sa.text(
+            "SELECT count(*) FROM aed_cover c WHERE NOT EXISTS "
+            "(SELECT 1 FROM aed_stage s WHERE s.equipment_serial = c.equipment_serial)"
+        )
+    ).scalar_one()
+    result.inserted, result.updated, result.unchanged, result.deleted = inserted, updated, unchanged, deleted
+
+
+def _apply_history(conn: Connection, partition: date, next_observed: date | None, result: AedSyncResult) -> None:
+    params = {"d": partition, "n": next_observed}
+    conn.execute(
+        sa.text(
+            "CREATE TEMPORARY TABLE aed_stale ON COMMIT DROP AS SELECT c.* FROM aed_cover c "
+            "LEFT JOIN aed_stage s USING (equipment_serial) "
+            "WHERE s.equipment_serial IS NULL OR s.row_hash <> c.row_hash"
+        )
+    )
+    # A stale version that still held on the next observed date keeps that part (the "tail").
+    tails = conn.execute(
+        sa.text(
+            f"INSERT INTO aed_data_history ({_COLUMNS}, valid_from, valid_to) "
+            f"SELECT {_FROM_HISTORY}, CAST(:n AS date), h.valid_to FROM aed_data_history h "
+            "JOIN aed_stale t ON t.id = h.id "
+            "WHERE CAST(:n AS date) IS NOT NULL AND (h.valid_to IS NULL OR h.valid_to > CAST(:n AS date))"
+        ),
+        params,
+    ).rowcount
+    dropped = conn.execute(
+        sa.text("DELETE FROM aed_data_history h USING aed_stale t WHERE h.id = t.id AND t.valid_from = :d"), params
+    ).rowcount
+    closed = conn.execute(
+        sa.text(
+            "UPDATE aed_data_history h SET valid_to = :d FROM aed_stale t WHERE h.id = t.id AND t.valid_from < :d"
+        ),
+        params,
+    ).rowcount
+    opened = conn.execute(
+        sa.text(
+            f"INSERT INTO aed_data_history ({_COLUMNS}, valid_from, valid_to) "
+            f"SELECT {_STAGED}, :d, LEAST(CAST(:n AS date), (SELECT min(h.valid_from) FROM aed_data_history h "
+            "WHERE h.equipment_serial = s.equipment_serial AND h.valid_from > :d)) "
+            "FROM aed_stage s WHERE NOT EXISTS (SELECT 1 FROM aed_cover c "
+            "WHERE c.equipment_serial = s.equipment_serial AND c.row_hash = s.row_hash)"
+        ),
+        params,
+    ).rowcount
+    result.history_opened = tails + opened
+    result.history_closed = dropped + closed
+    if tails or dropped or opened:
+        _merge_adjacent_versions(conn, partition)
+
+
+def _merge_adjacent_versions(conn: Connection, partition: date) -> None:
+    """Join consecutive versions of a device with the same values (a backfill can create them)."""
+    conn.execute(
+        sa.text(
+            "CREATE TEMPORARY TABLE aed_touched ON COMMIT DROP AS "
+            "SELECT equipment_serial FROM aed_stale UNION "
+            "SELECT equipment_serial FROM aed_data_history WHERE valid_from = :d"
+        ),
+        {"d": partition},
+    )
+    while True:
+        merged = conn.execute(
+            sa.text(
+                "WITH pairs AS (SELECT a.id AS keep_id, b.id AS drop_id, b.valid_to AS new_to "
+                "FROM aed_data_history a JOIN aed_data_history b ON b.equipment_serial = a.equipment_serial "
+                "AND b.valid_from = a.valid_to AND b.row_hash = a.row_hash "
+                "WHERE a.equipment_serial IN (SELECT equipment_serial FROM aed_touched)), "
+                "firsts AS (SELECT * FROM pairs p WHERE NOT EXISTS (SELECT 1 FROM pairs q WHERE q.drop_id = p.keep_id)), "
+                "dropped AS (DELETE FROM aed_data_history h USING firsts f WHERE h.id = f.drop_id "
+                "RETURNING f.keep_id, f.new_to) "
+                "UPDATE aed_data_history h SET valid_to = d.new_to FROM dropped d WHERE h.id = d.keep_id"
+            )
+        ).rowcount
+        if not merged:
+            return
+
+
+def _record_snapshot(conn: Connection, snapshot: ValidatedAedSnapshot, run_id: str | None) -> None:
+    conn.execute(
+        sa.text(
+            "INSERT INTO aed_snapshots (partition_date, total_count, fetched, valid, rejected, profile, "
+            "archive_ref, archive_digest, origin, run_id, applied_at) VALUES (:d, :total, :fetched, :valid, "
+            ":rejected, CAST(:profile AS jsonb), :ref, :digest, :origin, :run_id, now()) "
+            "ON CONFLICT (partition_date) DO UPDATE SET total_count = EXCLUDED.total_count, "
+            "fetched = EXCLUDED.fetched, valid = EXCLUDED.valid, rejected = EXCLUDED.rejected, "
+            "profile = EXCLUDED.profile, archive_ref = EXCLUDED.archive_ref, "
+            "archive_digest = EXCLUDED.archive_digest, origin = EXCLUDED.origin, run_id = EXCLUDED.run_id, "
+            "applied_at = EXCLUDED.applied_at"
+        ),
+        {
+            "d": snapshot.partition_date,
+            "total": snapshot.total_count if snapshot.total_count is not None else snapshot.fetched,
+            "fetched": snapshot.fetched,
+            "valid": len(snapshot.frame),
+            "rejected": snapshot.rejected,
+            "profile": json.dumps(snapshot.profile, ensure_ascii=False),
+            "ref": snapshot.archive_ref,
+            "digest": snapshot.archive_digest,
+            "origin": snapshot.origin,
+            "run_id": run_id,
+        },
+    )
+
+
+# -- reads used by the assets and checks ------------------------------------------------------
+
+
+def health_center_lookup(engine: Engine) -> dict[tuple[str, str], str]:
+    """(시도, 시군구) → 보건소 name, from the shipped reference table."""
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT sido, gugun, name FROM health_centers")).all()
+    return {(sido, gugun): name for sido, gugun, name in rows}
+
+
+def previous_snapshot(engine: Engine, partition: date) -> PreviousSnapshot | None:
+    """The newest snapshot applied before ``partition``: the reference of the drift checks."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.text(
+                "SELECT partition_date, valid, profile FROM aed_snapshots WHERE partition_date < :d "
+                "ORDER BY partition_date DESC LIMIT 1"
+            ),
+            {"d": partition},
+        ).first()
+    if row is None:
+        return None
+    return PreviousSnapshot(partition_date=row[0].isoformat(), valid=row[1], profile=row[2])
+
+
+@dataclass(frozen=True)
+class PostWriteFigures:
+    """What the tables hold after a sync, for the checks on ``aed_data``."""
+
+    active_rows: int
+    history_rows_on_date: int
+    unknown_health_centers: int
+    duplicate_serials: int
+    newest_applied: date | None
+
+
+def post_write_figures(engine: Engine, partition: date) -> PostWriteFigures:
+    with engine.connect() as conn:
+        active = conn.execute(sa.text("SELECT count(*) FROM aed_data WHERE deleted_at IS NULL")).scalar_one()
+        on_date = conn.execute(
+            sa.text(
+                "SELECT count(*) FROM aed_data_history WHERE valid_from <= :d AND (valid_to IS NULL OR valid_to > :d)"
+            ),
+            {"d": partition},
+        ).scalar_one()
+        unknown = conn.execute(
+            sa.text(
+                "SELECT count(*) FROM aed_data a WHERE a.jurisdiction_health_center IS NOT NULL AND NOT EXISTS "
+                "(SELECT 1 FROM health_centers h WHERE h.name = a.jurisdiction_health_center)"
+            )
+        ).scalar_one()
+        duplicates = conn.execute(
+            sa.text("SELECT count(*) - count(DISTINCT equipment_serial) FROM aed_data")
+        ).scalar_one()
+        newest = conn.execute(sa.text("SELECT max(partition_date) FROM aed_snapshots")).scalar()
+    return PostWriteFigures(active, on_date, unknown, duplicates, newest)
