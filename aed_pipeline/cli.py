@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import logging
 import sys
 
@@ -62,7 +63,7 @@ def _db_stop(_: argparse.Namespace) -> int:
 def _simulator_serve(args: argparse.Namespace) -> int:
     from aed_pipeline.simulator import run_server
 
-    run_server(args.host, args.port, seed=args.seed, aed_count=args.aed_count)
+    run_server(args.host, args.port, seed=args.seed, aed_count=args.aed_count, today=args.today)
     return 0
 
 
@@ -88,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8765)
     serve.add_argument("--seed", type=int, default=20260101)
     serve.add_argument("--aed-count", type=int, default=81464)
+    serve.add_argument(
+        "--today",
+        type=datetime.date.fromisoformat,
+        default=None,
+        help="pin the simulated date (YYYY-MM-DD); default: the current date in Korea",
+    )
     serve.set_defaults(handler=_simulator_serve)
     return parser
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import socket
 import threading
 from email.utils import formatdate
@@ -134,6 +136,14 @@ def serve_forever(host: str, port: int, sim: Simulator) -> None:
     SimulatorServer(sim, host, port).serve_forever(announce=True)
 
 
-def run_server(host: str = "127.0.0.1", port: int = 8765, seed: int = 20260101, aed_count: int = 81464) -> None:
-    """Entry point for ``aed-pipeline simulator serve``: print both base URLs, serve until Ctrl-C."""
-    serve_forever(host, port, Simulator(seed=seed, aed_count=aed_count))
+def run_server(
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    seed: int = 20260101,
+    aed_count: int = 81464,
+    today: "dt.date | None" = None,
+) -> None:
+    """Entry point for ``aed-pipeline simulator serve``: print both base URLs, serve until Ctrl-C.
+
+    ``today`` pins the simulated date (None: the current KST date)."""
+    serve_forever(host, port, Simulator(seed=seed, aed_count=aed_count, today=today))
