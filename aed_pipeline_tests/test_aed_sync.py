@@ -9,10 +9,15 @@ import threading
 import pytest
 import sqlalchemy as sa
 
-from aed_pipeline.defs.egen_aed.assets import aed_raw_snapshot
+import dagster as dg
+
+from aed_pipeline.defs.egen_aed.assets import aed_data, aed_raw_snapshot, aed_validated
+from aed_pipeline.defs.shared.resources import EgenApiResource
 from aed_pipeline.lib.aed_snapshot import ARCHIVE_SOURCE, PAGE_SET
-from aed_pipeline.lib.aed_sync import apply_snapshot, health_center_lookup
+from aed_pipeline.lib.aed_sync import apply_snapshot, health_center_lookup, previous_snapshot
+from aed_pipeline.lib.aed_validation import validate_archived_snapshot
 from aed_pipeline_tests.aed_support import (
+    AED_ASSETS,
     expected_hashes,
     failure_messages,
     start_harness,
@@ -252,9 +257,6 @@ def test_failure_after_the_staging_copy_leaves_every_table_as_before(small):
     assert small.materialize(DAY).success
     small.sim.today = DAY + dt.timedelta(days=1)
     assert small.materialize(DAY + dt.timedelta(days=1), assets=[aed_raw_snapshot]).success
-    from aed_pipeline.lib.aed_sync import previous_snapshot
-    from aed_pipeline.lib.aed_validation import validate_archived_snapshot
-
     engine = small.engine
     validation = validate_archived_snapshot(
         small.archive,
@@ -400,13 +402,25 @@ def test_a_validated_snapshot_that_failed_its_checks_is_never_applied_later(smal
     assert small.materialize(DAY).success
     small.sim.faults.snapshot = "duplicate_serials"
     next_day = DAY + dt.timedelta(days=1)
-    from aed_pipeline.defs.egen_aed.assets import aed_validated as validated_asset
-
-    assert not small.materialize(next_day, assets=[aed_raw_snapshot, validated_asset]).success
+    assert not small.materialize(next_day, assets=[aed_raw_snapshot, aed_validated]).success
     before = small.fingerprint()
-    from aed_pipeline.defs.egen_aed.assets import aed_data as data_asset
-
-    alone = small.materialize(next_day, assets=[data_asset], move_clock=False)
+    alone = small.materialize(next_day, assets=[aed_data], move_clock=False)
     assert not alone.success
     assert "failed blocking checks" in failure_messages(alone)
     assert small.fingerprint() == before
+
+
+def test_a_transient_failure_left_over_by_the_client_retries_the_step(small):
+    small.sim.faults.http_error_status = 503
+    small.sim.faults.http_error_count = 1
+    quick = {"ops": {"aed_raw_snapshot": {"config": {"transient_retry_wait_seconds": 0}}}}
+    resources = small.resources
+    # One attempt in the client, so that the 503 reaches the step.
+    resources["egen_api"] = EgenApiResource(service_key="k", base_url=small.server.egen_base_url, max_attempts=1)
+
+    small.sim.today = DAY
+    result = dg.materialize(AED_ASSETS, partition_key=DAY.isoformat(), resources=resources, run_config=quick)
+    assert result.success
+    retries = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert len(retries) == 1 and retries[0].step_key == "aed_raw_snapshot"
+    assert small.metadata(result, "aed_data")["inserted"] == len(small.simulator_snapshot(DAY))

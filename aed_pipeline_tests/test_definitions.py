@@ -102,3 +102,24 @@ def test_the_warehouse_resource_gives_a_migrated_engine_on_the_embedded_server(e
     assert (in_use.database, in_use.query["host"]) == ("aed_pipeline", embedded_pg.socket_dir)
     with warehouse.engine().connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM health_centers")).scalar_one() == 232
+
+
+def test_the_aed_chain_its_blocking_checks_and_job_are_defined() -> None:
+    definitions = defs()
+    graph = definitions.resolve_asset_graph()
+    chain = [dg.AssetKey(k) for k in ("aed_raw_snapshot", "aed_validated", "aed_data")]
+    for key in chain:
+        node = graph.get(key)
+        assert node.group_name == "aed" and node.partitions_def.timezone == "Asia/Seoul"
+    assert graph.get(chain[1]).parent_keys == {chain[0]} and graph.get(chain[2]).parent_keys == {chain[1]}
+    blocking = {k.name for k in graph.asset_check_keys if k.asset_key == chain[1] and graph.get(k).blocking}
+    assert blocking == {
+        "serials_unique", "records_match_total_count", "row_count_stable",
+        "no_column_collapse", "coordinates_inside_korea", "region_pairs_known",
+    }
+    assert graph.get(chain[0]).pools == {"egen_api"}
+    metadata = graph.get(chain[2]).metadata
+    assert metadata["dagster/table_name"] == "public.aed_data"
+    assert "equipment_serial" in {c.name for c in metadata["dagster/column_schema"].columns}
+    job = definitions.resolve_job_def("aed_sync")
+    assert set(job.asset_layer.selected_asset_keys) == set(chain)

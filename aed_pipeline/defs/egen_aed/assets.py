@@ -58,6 +58,10 @@ class AedRawSnapshotConfig(dg.Config):
         default=False,
         description="Fetch today's snapshot again even when a complete one is archived for the date.",
     )
+    transient_retry_wait_seconds: float = Field(
+        default=TRANSIENT_WAIT_SECONDS,
+        description="Wait before retrying the step after a transient API failure the client's retries did not overcome.",
+    )
 
 
 class AedValidationConfig(dg.Config):
@@ -117,7 +121,10 @@ def aed_raw_snapshot(
             )
     except SourceError as exc:
         if exc.transient:
-            raise dg.RetryRequested(max_retries=TRANSIENT_RETRIES, seconds_to_wait=TRANSIENT_WAIT_SECONDS) from exc
+            context.log.warning("transient e-gen failure, retrying the step: %s", exc)
+            raise dg.RetryRequested(
+                max_retries=TRANSIENT_RETRIES, seconds_to_wait=config.transient_retry_wait_seconds
+            ) from exc
         raise dg.Failure(
             description=f"e-gen snapshot of {partition} not complete: {exc} (the pages archived so far are kept; "
             "the next run fetches only the missing ones)",
