@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+import pyarrow
+import pyarrow.compute as pa_compute
 from pandera.typing import Series
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun", "hol")
@@ -407,8 +409,12 @@ def _access_control(typed: pd.DataFrame) -> pd.Series:
 
 def row_hashes(typed: pd.DataFrame) -> list[bytes]:
     """A 16-byte BLAKE2b of each row's hashed columns (unit separator between, a marker for null)."""
-    texts = [typed[c].astype("str").fillna("\x00").tolist() for c in HASHED_COLUMNS]
-    return [hashlib.blake2b("\x1f".join(row).encode(), digest_size=16).digest() for row in zip(*texts)]
+    texts = [
+        pa_compute.fill_null(pyarrow.array(typed[c].astype("str"), type=pyarrow.large_string()), "\x00")
+        for c in HASHED_COLUMNS
+    ]
+    joined = pa_compute.binary_join_element_wise(*texts, pyarrow.scalar("\x1f", type=pyarrow.large_string()))
+    return [hashlib.blake2b(text.encode(), digest_size=16).digest() for text in joined.to_pylist()]
 
 
 def validate_records(
