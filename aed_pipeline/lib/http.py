@@ -99,9 +99,14 @@ _REGISTERED_LOCK = threading.Lock()
 _REDACT_RE_CACHE: dict[frozenset[str], re.Pattern[str]] = {}
 
 
+# Real service keys are long (data.go.kr and aT issue 32+ characters). A shorter "key" (a test's
+# "k") would, redacted from every log line of the process, mangle unrelated words instead.
+MIN_REDACTED_SECRET_LENGTH = 8
+
+
 def register_secret(key: str) -> None:
     """Remember ``key`` (all its forms) for redaction in log records of any logger."""
-    variants = secret_variants(key)
+    variants = {v for v in secret_variants(key) if len(v) >= MIN_REDACTED_SECRET_LENGTH}
     with _REGISTERED_LOCK:
         _REGISTERED_SECRETS.update(variants)
 

@@ -1,4 +1,5 @@
-"""The applied AED snapshots: which partition dates aed_data and its history were built from.
+"""The applied AED snapshots (which partition dates aed_data and its history were built from), and an
+index for looking up the sync log by source, table and partition.
 
 Why: the history must know which dates were observed to re-derive one day (a backfill) without
 claiming anything about the days around it, ``aed_data`` must know the newest applied date so an
@@ -38,7 +39,10 @@ def upgrade() -> None:
         sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
         comment="one row per AED partition applied to aed_data / aed_data_history",
     )
+    # "Which dates were synced" lookups of both sources (the flower volume baseline, the metrics).
+    op.create_index("ix_sync_runs_source_table_partition", "sync_runs", ["source", "table_name", "partition_key"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_sync_runs_source_table_partition", table_name="sync_runs")
     op.drop_table("aed_snapshots")
