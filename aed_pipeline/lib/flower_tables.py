@@ -1,0 +1,181 @@
+"""The normalised flower tables: ``flower_types`` (품목), ``flowers`` (품종), ``bidding_flowers``.
+
+One sale date is written in the caller's transaction, set-based, whatever its size:
+
+1. COPY the date's valid rows into a temporary staging table;
+2. ``INSERT … ON CONFLICT DO NOTHING`` the 품목 and 품종 not seen before (neither is ever deleted;
+   a 품종 is unique per name *and* 품목, so 백합 메두사 and 장미 메두사 are two flowers);
+3. diff the date's ``bidding_flowers`` slice against the staging rows: insert new keys, update
+   changed prices (only when a value differs, so an unchanged re-run writes nothing), delete the
+   keys the source no longer serves for that date.
+
+The sale date is the auction date (the old Go scheduler stamped the run time), the grade is kept
+(it used to be dropped), and no table is ever read whole into memory (it used to build maps of
+every type and flower).
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+from datetime import date
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from aed_pipeline.lib.flower_checks import GroupVolume
+from aed_pipeline.lib.sync_log import SYNC_SOURCE_FLOWER, copy_rows
+
+__all__ = ["TOP_COLUMNS", "BiddingDayCounts", "known_volumes", "table_row_counts", "top_by_quantity", "write_bidding_day"]
+
+BIDDING_TABLE = "bidding_flowers"
+_STAGING = "flower_bidding_staging"
+_STAGING_COLUMNS = (
+    "flower_gubn", "pum_name", "good_name", "grade", "min_price", "avg_price", "max_price", "total_amount", "quantity",
+)
+# Typed frame column for each staging column.
+_FRAME_COLUMNS = ("flower_gubn", "pum_name", "good_name", "lv_nm", "min_amt", "avg_amt", "max_amt", "tot_amt", "tot_qty")
+
+# Created once per connection; ON COMMIT DELETE ROWS empties it after every date's transaction
+# (PostgreSQL skips that for transactions that never touched a temporary table).
+_CREATE_STAGING = sa.text(
+    f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGING} ("
+    "flower_gubn smallint NOT NULL, pum_name text NOT NULL, good_name text NOT NULL, grade text NOT NULL, "
+    "min_price bigint NOT NULL, avg_price bigint NOT NULL, max_price bigint NOT NULL, "
+    "total_amount bigint NOT NULL, quantity bigint NOT NULL) ON COMMIT DELETE ROWS"
+)
+# A 품목 seen in two groups is still one type; it keeps the group it was first seen in.
+_INSERT_TYPES = sa.text(
+    "INSERT INTO flower_types (name, flower_gubn) "
+    f"SELECT pum_name, min(flower_gubn) FROM {_STAGING} GROUP BY pum_name ORDER BY pum_name "
+    "ON CONFLICT (name) DO NOTHING"
+)
+_INSERT_FLOWERS = sa.text(
+    "INSERT INTO flowers (flower_type_id, name) "
+    f"SELECT DISTINCT t.id, s.good_name FROM {_STAGING} s JOIN flower_types t ON t.name = s.pum_name "
+    "ORDER BY 1, 2 ON CONFLICT (flower_type_id, name) DO NOTHING"
+)
+# The date's slice brought to the staged rows in one statement. The sub-statements share one
+# snapshot: the DELETE sees only the rows from before (never the ones the upsert adds), and the
+# rows it removes are exactly those whose key is not staged, which the upsert does not touch.
+# RETURNING (xmax = 0) tells an inserted row (true) from an updated one (false); a row whose values
+# did not change is neither (the WHERE … IS DISTINCT FROM skips it), so a re-run writes nothing.
+_SYNC_SLICE = sa.text(
+    "WITH staged AS ("
+    "  SELECT s.flower_gubn, f.id AS flower_id, s.grade, s.min_price, s.avg_price, s.max_price,"
+    "         s.total_amount, s.quantity"
+    f"  FROM {_STAGING} s JOIN flower_types t ON t.name = s.pum_name"
+    "  JOIN flowers f ON f.flower_type_id = t.id AND f.name = s.good_name"
+    "), upserted AS ("
+    f"  INSERT INTO {BIDDING_TABLE} AS b (sale_date, flower_gubn, flower_id, grade, min_price, avg_price,"
+    "         max_price, total_amount, quantity)"
+    "  SELECT CAST(:sale_date AS date), flower_gubn, flower_id, grade, min_price, avg_price, max_price,"
+    "         total_amount, quantity FROM staged"
+    "  ON CONFLICT (sale_date, flower_gubn, flower_id, grade) DO UPDATE SET"
+    "    min_price = EXCLUDED.min_price, avg_price = EXCLUDED.avg_price, max_price = EXCLUDED.max_price,"
+    "    total_amount = EXCLUDED.total_amount, quantity = EXCLUDED.quantity, updated_at = now()"
+    "  WHERE (b.min_price, b.avg_price, b.max_price, b.total_amount, b.quantity) IS DISTINCT FROM"
+    "        (EXCLUDED.min_price, EXCLUDED.avg_price, EXCLUDED.max_price, EXCLUDED.total_amount, EXCLUDED.quantity)"
+    "  RETURNING (xmax = 0) AS inserted"
+    "), vanished AS ("
+    f"  DELETE FROM {BIDDING_TABLE} b WHERE b.sale_date = CAST(:sale_date AS date) AND NOT EXISTS ("
+    "    SELECT 1 FROM staged n"
+    "    WHERE n.flower_gubn = b.flower_gubn AND n.flower_id = b.flower_id AND n.grade = b.grade)"
+    "  RETURNING 1"
+    ") SELECT (SELECT count(*) FROM staged),"
+    " (SELECT count(*) FROM upserted WHERE inserted), (SELECT count(*) FROM upserted WHERE NOT inserted),"
+    " (SELECT count(*) FROM vanished)"
+)
+
+
+@dataclass(frozen=True)
+class BiddingDayCounts:
+    """What writing one sale date changed."""
+
+    new_types: int
+    new_flowers: int
+    inserted: int
+    updated: int
+    deleted: int
+    unchanged: int
+    rows: int  # rows of the date's slice after the write
+
+    @property
+    def written(self) -> int:
+        return self.inserted + self.updated
+
+
+def _columns(rows: pd.DataFrame) -> list[list]:
+    # Plain Python values, column by column (a row-wise pandas loop costs far more).
+    return [rows[column].tolist() for column in _FRAME_COLUMNS]
+
+
+def write_bidding_day(conn: Connection, sale_date: date, rows: pd.DataFrame) -> BiddingDayCounts:
+    """Upsert the date's 품목 and 품종 and bring its ``bidding_flowers`` slice to ``rows``
+    (valid typed rows of that date, plain int64/str columns), in the caller's transaction."""
+    conn.execute(_CREATE_STAGING)
+    staged = copy_rows(conn, _STAGING, _STAGING_COLUMNS, zip(*_columns(rows)))
+    new_types = conn.execute(_INSERT_TYPES).rowcount
+    new_flowers = conn.execute(_INSERT_FLOWERS).rowcount
+    resolved, inserted, updated, deleted = conn.execute(_SYNC_SLICE, {"sale_date": sale_date}).one()
+    if resolved != staged:  # pragma: no cover - the inserts above guarantee every name resolves
+        raise RuntimeError(f"{sale_date}: {staged - resolved} staged rows found no flower")
+    return BiddingDayCounts(
+        new_types=new_types,
+        new_flowers=new_flowers,
+        inserted=inserted,
+        updated=updated,
+        deleted=deleted,
+        unchanged=staged - inserted - updated,
+        rows=staged,
+    )
+
+
+TOP_COLUMNS = ("품목", "품종", "등급", "quantity", "avg_price", "total_amount")
+
+
+def top_by_quantity(rows: pd.DataFrame, limit: int = 10) -> list[tuple]:
+    """The ``limit`` largest rows of a day by quantity (ties by name), as
+    :data:`TOP_COLUMNS` tuples, for the materialisation's preview."""
+    gubn, pum, good, grade, _min, avg, _max, total, quantity = _columns(rows)
+    return heapq.nsmallest(
+        limit,
+        zip(pum, good, grade, quantity, avg, total),
+        key=lambda row: (-row[3], row[0], row[1], row[2]),
+    )
+
+
+def table_row_counts(conn: Connection) -> dict[str, int]:
+    """Rows in ``flower_types`` and ``flowers`` (both grow only)."""
+    return {
+        "flower_types": conn.execute(sa.text("SELECT count(*) FROM flower_types")).scalar_one(),
+        "flowers": conn.execute(sa.text("SELECT count(*) FROM flowers")).scalar_one(),
+    }
+
+
+def known_volumes(conn: Connection, first: date, last: date) -> dict[date, dict[int, GroupVolume]]:
+    """Volumes per group of the sale dates ``first`` … ``last`` whose ``bidding_flowers`` slice was
+    synced successfully (a synced date without rows in a group traded nothing in it).
+
+    A date never synced (or whose sync failed) is absent: it is unknown, not empty.
+    """
+    synced = conn.execute(
+        sa.text(
+            "SELECT DISTINCT partition_key FROM sync_runs WHERE source = :source AND table_name = :table "
+            "AND status = 'success' AND partition_key BETWEEN :first AND :last"
+        ),
+        {"source": SYNC_SOURCE_FLOWER, "table": BIDDING_TABLE, "first": first.isoformat(), "last": last.isoformat()},
+    ).scalars()
+    volumes: dict[date, dict[int, GroupVolume]] = {date.fromisoformat(key): {} for key in synced}
+    totals = conn.execute(
+        sa.text(
+            f"SELECT sale_date, flower_gubn, count(*), coalesce(sum(quantity), 0) FROM {BIDDING_TABLE} "
+            "WHERE sale_date BETWEEN :first AND :last GROUP BY sale_date, flower_gubn"
+        ),
+        {"first": first, "last": last},
+    )
+    for sale_date, flower_gubn, rows, quantity in totals:
+        if sale_date in volumes:
+            volumes[sale_date][int(flower_gubn)] = GroupVolume(int(rows), int(quantity))
+    return volumes
