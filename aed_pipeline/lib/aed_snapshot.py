@@ -15,17 +15,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date
 from typing import Protocol
 
 from aed_pipeline.lib.archive import PageSetManifest, RawArchive, utc_now_iso
 from aed_pipeline.lib.egen import OPERATION_FULL_DOWN, EgenPage, page_count
+from aed_pipeline.lib.kst import kst_date
 
 logger = logging.getLogger(__name__)
 
 ARCHIVE_SOURCE = "egen_aed"
 PAGE_SET = "snapshot"
-KST = timezone(timedelta(hours=9))
 
 
 class SnapshotUnavailable(Exception):
@@ -51,11 +51,6 @@ class SnapshotFetch:
     @property
     def complete(self) -> bool:
         return self.manifest.complete
-
-
-def kst_date(moment: datetime | None) -> date:
-    """The KST calendar date of a moment (now when None)."""
-    return (moment or datetime.now(timezone.utc)).astimezone(KST).date()
 
 
 def is_complete(manifest: PageSetManifest) -> bool:

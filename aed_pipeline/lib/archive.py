@@ -216,11 +216,8 @@ class RawArchive:
 
     @staticmethod
     def _write_atomically(folder: UPath, name: str, data: bytes) -> None:
+        # Always (re)written, even when a content-hashed name exists: a damaged file is replaced.
         folder.mkdir(parents=True, exist_ok=True)
         temporary = folder / f".{name}.{uuid.uuid4().hex}.tmp"
         temporary.write_bytes(data)
-        target = folder / name
-        if target.exists() and target.is_file() and not name == MANIFEST_NAME:
-            temporary.unlink()  # content-hashed: the same name holds the same bytes already
-            return
-        temporary.rename(target)
+        temporary.rename(folder / name)

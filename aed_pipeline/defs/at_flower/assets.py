@@ -27,7 +27,6 @@ from aed_pipeline.defs.at_flower.reporting import (
     log_date,
     markdown_table,
     run_sale_dates,
-    today_kst,
 )
 from aed_pipeline.defs.shared.partitions import flower_daily_partitions
 from aed_pipeline.defs.shared.resources import AtFlowerApiResource, RawArchiveResource, WarehouseResource
@@ -53,6 +52,7 @@ from aed_pipeline.lib.flower_days import (
 from aed_pipeline.lib.flower_public import PUBLIC_TABLE, loaded_sale_dates, read_public_rows, replace_public_slice
 from aed_pipeline.lib.flower_tables import known_volumes
 from aed_pipeline.lib.flower_validation import VALID_COLUMNS, FlowerAuctionRows
+from aed_pipeline.lib.kst import kst_date
 from aed_pipeline.lib.sync_log import SYNC_SOURCE_FLOWER, replace_rejected_records, sync_run
 
 # --------------------------------------------------------------------------- raw pages
@@ -394,7 +394,7 @@ def flower_auction_validated(
         sale_dates,
         history=history,
         rule=rule,
-        today=today_kst(),
+        today=kst_date(),
         non_auction=lambda d: non_auction_reason(d, closures),
         price_check_min_rows=config.price_check_min_rows,
     )

@@ -4,9 +4,8 @@ table schemas. No definitions live here."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import date, datetime
+from datetime import date
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import dagster as dg
 
@@ -14,7 +13,6 @@ from aed_pipeline.lib.archive import RawArchive
 from aed_pipeline.lib.at_flower import FLOWER_GUBN_NAMES
 from aed_pipeline.lib.flower_archive import archived_origin
 
-KST = ZoneInfo("Asia/Seoul")
 OWNERS = ["team:data-engineering"]
 #: Longest per-date table in a run's summary; a longer run lists its first and last dates (every
 #: date's own figures are in its partition's metadata).
@@ -52,10 +50,6 @@ def add_run_summary(
     """
     extra = {"asset_key": asset_key} if asset_key is not None else {}
     context.add_asset_metadata(dict(summary), partition_key=sale_dates[-1].isoformat(), **extra)
-
-
-def today_kst() -> date:
-    return datetime.now(KST).date()
 
 
 def date_span(dates: Sequence[date]) -> str:

@@ -12,7 +12,9 @@ import os
 
 import dagster as dg
 
-KST = "Asia/Seoul"
+from aed_pipeline.lib.kst import TIMEZONE_NAME
+
+KST = TIMEZONE_NAME
 AED_START_DATE_ENV = "AED_PIPELINE_AED_START_DATE"
 FLOWER_START_DATE_ENV = "AED_PIPELINE_FLOWER_START_DATE"
 

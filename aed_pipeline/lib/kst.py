@@ -1,0 +1,14 @@
+"""Korean time: both sources date everything in KST (a partition is a KST calendar date)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from zoneinfo import ZoneInfo
+
+TIMEZONE_NAME = "Asia/Seoul"
+KST = ZoneInfo(TIMEZONE_NAME)
+
+
+def kst_date(moment: datetime | None = None) -> date:
+    """The KST calendar date of an aware moment (of now when None)."""
+    return (moment or datetime.now(timezone.utc)).astimezone(KST).date()
