@@ -18,7 +18,7 @@ from psycopg import sql as psycopg_sql
 from sqlalchemy.engine import Connection
 
 from aed_pipeline.lib.flower_archive import PUBLIC_ROW_COLUMNS
-from aed_pipeline.lib.sync_log import SYNC_SOURCE_FLOWER, copy_rows
+from aed_pipeline.lib.sync_log import SYNC_SOURCE_FLOWER, copy_rows, synced_partitions
 
 __all__ = ["PUBLIC_TABLE", "PublicSliceCounts", "loaded_sale_dates", "read_public_rows", "replace_public_slice"]
 
@@ -74,14 +74,7 @@ def loaded_sale_dates(conn: Connection, first: date, last: date) -> set[date]:
     An empty slice is a fact only for such a date (a day without an auction); for any other it
     means "never loaded", and deriving anything from it would wipe that date downstream.
     """
-    keys = conn.execute(
-        sa.text(
-            "SELECT DISTINCT partition_key FROM sync_runs WHERE source = :source AND table_name = :table "
-            "AND status = 'success' AND partition_key BETWEEN :first AND :last"
-        ),
-        {"source": SYNC_SOURCE_FLOWER, "table": PUBLIC_TABLE, "first": first.isoformat(), "last": last.isoformat()},
-    ).scalars()
-    return {date.fromisoformat(key) for key in keys}
+    return synced_partitions(conn, source=SYNC_SOURCE_FLOWER, table_name=PUBLIC_TABLE, first=first, last=last)
 
 
 def read_public_rows(conn: Connection, first: date, last: date) -> pd.DataFrame:

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from aed_pipeline.lib.flower_checks import GroupVolume
-from aed_pipeline.lib.sync_log import SYNC_SOURCE_FLOWER, copy_rows
+from aed_pipeline.lib.sync_log import SYNC_SOURCE_FLOWER, copy_rows, synced_partitions
 
 __all__ = ["TOP_COLUMNS", "BiddingDayCounts", "known_volumes", "table_row_counts", "top_by_quantity", "write_bidding_day"]
 
@@ -160,14 +160,8 @@ def known_volumes(conn: Connection, first: date, last: date) -> dict[date, dict[
 
     A date never synced (or whose sync failed) is absent: it is unknown, not empty.
     """
-    synced = conn.execute(
-        sa.text(
-            "SELECT DISTINCT partition_key FROM sync_runs WHERE source = :source AND table_name = :table "
-            "AND status = 'success' AND partition_key BETWEEN :first AND :last"
-        ),
-        {"source": SYNC_SOURCE_FLOWER, "table": BIDDING_TABLE, "first": first.isoformat(), "last": last.isoformat()},
-    ).scalars()
-    volumes: dict[date, dict[int, GroupVolume]] = {date.fromisoformat(key): {} for key in synced}
+    synced = synced_partitions(conn, source=SYNC_SOURCE_FLOWER, table_name=BIDDING_TABLE, first=first, last=last)
+    volumes: dict[date, dict[int, GroupVolume]] = {day: {} for day in synced}
     totals = conn.execute(
         sa.text(
             f"SELECT sale_date, flower_gubn, count(*), coalesce(sum(quantity), 0) FROM {BIDDING_TABLE} "

@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Any
 
 import sqlalchemy as sa
@@ -152,3 +152,18 @@ def copy_rows(conn: Connection, table: str, columns: Sequence[str], rows: Iterab
             copy.write_row(row)
             count += 1
     return count
+
+
+def synced_partitions(conn: Connection, *, source: str, table_name: str, first: date, last: date) -> set[date]:
+    """The partition dates ``first`` … ``last`` for which a sync of ``table_name`` succeeded.
+
+    What a table holds for any other date is unknown, not empty: callers use this to tell the two apart.
+    """
+    keys = conn.execute(
+        sa.text(
+            "SELECT DISTINCT partition_key FROM sync_runs WHERE source = :source AND table_name = :table "
+            "AND status = 'success' AND partition_key BETWEEN :first AND :last"
+        ),
+        {"source": source, "table": table_name, "first": first.isoformat(), "last": last.isoformat()},
+    ).scalars()
+    return {date.fromisoformat(key) for key in keys}
