@@ -4,7 +4,7 @@ from datetime import date, timedelta
 
 import dagster as dg
 
-from aed_pipeline.defs.shared.partitions import flower_daily_partitions
+from aed_pipeline.defs.shared.partitions import MAX_RUNTIME_SECONDS, MAX_RUNTIME_TAG, flower_daily_partitions
 
 FLOWER_SYNC_JOB_NAME = "flower_sync"
 #: Settlements are corrected after the auction day: the daily run re-fetches this many earlier dates.
@@ -19,6 +19,7 @@ flower_sync_job = dg.define_asset_job(
     selection=dg.AssetSelection.groups("flowers"),
     partitions_def=flower_daily_partitions,
     executor_def=dg.in_process_executor,
+    tags={MAX_RUNTIME_TAG: str(MAX_RUNTIME_SECONDS)},
     description="The aT flower auction sync: raw pages → rows as served → validated rows → flower tables, "
     "over one sale date or a range of them in one run.",
 )

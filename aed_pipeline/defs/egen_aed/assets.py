@@ -17,7 +17,7 @@ from datetime import date
 import dagster as dg
 from pydantic import Field
 
-from aed_pipeline.defs.shared.partitions import aed_daily_partitions
+from aed_pipeline.defs.shared.partitions import MAX_RUNTIME_SECONDS, MAX_RUNTIME_TAG, aed_daily_partitions
 from aed_pipeline.defs.shared.resources import EgenApiResource, RawArchiveResource, WarehouseResource
 from aed_pipeline.lib.aed_integrity import IntegrityThresholds
 from aed_pipeline.lib.aed_snapshot import SnapshotUnavailable, fetch_snapshot, snapshot_summary
@@ -376,5 +376,6 @@ aed_sync_job = dg.define_asset_job(
     selection=dg.AssetSelection.groups(GROUP),
     partitions_def=aed_daily_partitions,
     executor_def=dg.in_process_executor,
+    tags={MAX_RUNTIME_TAG: str(MAX_RUNTIME_SECONDS)},
     description="The e-gen AED chain for one KST date: fetch (or reuse) the snapshot, validate, apply.",
 )

@@ -29,3 +29,10 @@ flower_daily_partitions = dg.DailyPartitionsDefinition(
     timezone=KST,
     end_offset=1,
 )
+
+#: Dagster's run-monitoring tag: a run still going after this many seconds is failed by the daemon
+#: (``run_monitoring`` in ``dagster.yaml``), which raises the critical "run over 1 hour" alert.
+MAX_RUNTIME_TAG = "dagster/max_runtime"
+MAX_RUNTIME_SECONDS = 3600
+#: A run longer than this goes into the daily warning summary.
+SLOW_RUN_SECONDS = 45 * 60
