@@ -14,6 +14,10 @@ between, and a failure anywhere leaves every table as it was:
    applied ones changes only what that date says, up to the next observed date.
 5. ``aed_snapshots`` and the ``sync_runs`` row, committed with the data.
 
+A **reconciliation** (``reconcile=True``, the Sunday run) trusts no stored ``row_hash``: it compares
+every field of every active row with the snapshot, so rows edited by hand in the database (whose
+hash still matches) are found, reported as drift and repaired, and it runs ``ANALYZE`` afterwards.
+
 A transaction-level advisory lock serialises AED syncs, so two runs of the same partition apply
 one after the other and the second finds nothing to do.
 """
@@ -44,6 +48,11 @@ _STAGED = ", ".join(f"s.{c}" for c in DEVICE_COLUMNS)
 _FROM_HISTORY = ", ".join(f"h.{c}" for c in DEVICE_COLUMNS)
 _SET_FROM_STAGE = ", ".join(f"{c} = s.{c}" for c in DEVICE_COLUMNS if c != "equipment_serial")
 _COMPARED = [c for c in DEVICE_COLUMNS if c not in ("equipment_serial", "row_hash")]
+# A stored row whose fields differ from the snapshot although its hash matches: edited by hand.
+_DRIFTED = (
+    "a.deleted_at IS NULL AND a.row_hash = s.row_hash AND "
+    f"({', '.join(f'a.{c}' for c in _COMPARED)}) IS DISTINCT FROM ({', '.join(f's.{c}' for c in _COMPARED)})"
+)
 
 
 class SnapshotRejected(Exception):
@@ -88,17 +97,19 @@ class AedSyncResult:
     deleted: int = 0
     revived: int = 0
     unchanged: int = 0
+    drifted: int = 0
     history_opened: int = 0
     history_closed: int = 0
     newest_applied: date | None = None
     changes: list[FieldChange] = field(default_factory=list)
+    drift: list[FieldChange] = field(default_factory=list)
     inserted_examples: list[str] = field(default_factory=list)
     deleted_examples: list[str] = field(default_factory=list)
     duration_seconds: float = 0.0
 
     @property
     def rows_written(self) -> int:
-        return self.inserted + self.updated + self.deleted + self.revived
+        return self.inserted + self.updated + self.deleted + self.revived + self.drifted
 
 
 def apply_snapshot(
@@ -108,9 +119,14 @@ def apply_snapshot(
     run_id: str | None = None,
     missing_devices_guard: float = DEFAULT_MISSING_DEVICES_GUARD,
     change_sample: int = 20,
+    reconcile: bool = False,
     after_stage: Callable[[Connection], None] | None = None,
 ) -> AedSyncResult:
     """Apply ``snapshot`` in one transaction (see the module docstring); returns the counts.
+
+    ``reconcile`` compares every stored field with the snapshot instead of trusting ``row_hash``,
+    repairs the drift it finds (``drifted``, with a field-by-field sample in ``drift``) and runs
+    ``ANALYZE`` on the AED tables after the commit.
 
     ``after_stage`` runs inside the transaction right after the staging COPY: the test suite uses
     it to prove that a failure there leaves every table as it was.
@@ -142,7 +158,9 @@ def apply_snapshot(
             if current:
                 _guard_against_current(conn, partition, missing_devices_guard)
                 result.changes = _sample_changes(conn, change_sample)
-                _apply_current(conn, partition, newest, result, change_sample)
+                if reconcile:
+                    result.drift = _sample_changes(conn, change_sample, where=_DRIFTED)
+                _apply_current(conn, partition, newest, result, change_sample, reconcile)
             else:
                 _guard_against_history(conn, partition, missing_devices_guard)
                 _count_against_history(conn, result, change_sample)
@@ -154,8 +172,14 @@ def apply_snapshot(
             run.counts.deleted = result.deleted
             run.counts.revived = result.revived
             run.counts.unchanged = result.unchanged
+            run.counts.updated += result.drifted
             run.mark_success(conn)
         result.duration_seconds = run.duration_seconds
+    if reconcile:
+        # Fresh planner statistics after the week's changes (autovacuum may lag behind a bulk diff).
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(sa.text("ANALYZE aed_data"))
+            conn.execute(sa.text("ANALYZE aed_data_history"))
     return result
 
 
@@ -223,8 +247,11 @@ def _guard_against_history(conn: Connection, partition: date, guard: float) -> N
     _trip_guard(missing, recorded, partition, guard, f"devices the history records on {partition}")
 
 
-def _sample_changes(conn: Connection, limit: int) -> list[FieldChange]:
-    """Field by field, what changed for a sample of the updated devices (personal fields not shown)."""
+def _sample_changes(
+    conn: Connection, limit: int, where: str = "a.deleted_at IS NULL AND a.row_hash <> s.row_hash"
+) -> list[FieldChange]:
+    """Field by field, what changed for a sample of the devices matching ``where`` (by default the
+    updated ones; personal fields are not shown)."""
     if limit <= 0:
         return []
     old = ", ".join(f"a.{c}::text" for c in _COMPARED)
@@ -232,7 +259,7 @@ def _sample_changes(conn: Connection, limit: int) -> list[FieldChange]:
     rows = conn.execute(
         sa.text(
             f"SELECT a.equipment_serial, {old}, {new} FROM aed_data a JOIN aed_stage s USING (equipment_serial) "
-            "WHERE a.deleted_at IS NULL AND a.row_hash <> s.row_hash ORDER BY a.equipment_serial LIMIT :n"
+            f"WHERE {where} ORDER BY a.equipment_serial LIMIT :n"
         ),
         {"n": limit},
     ).all()
@@ -249,7 +276,12 @@ def _sample_changes(conn: Connection, limit: int) -> list[FieldChange]:
 
 
 def _apply_current(
-    conn: Connection, partition: date, previous_newest: date | None, result: AedSyncResult, sample: int
+    conn: Connection,
+    partition: date,
+    previous_newest: date | None,
+    result: AedSyncResult,
+    sample: int,
+    reconcile: bool = False,
 ) -> None:
     counts = conn.execute(
         sa.text(
@@ -261,6 +293,13 @@ def _apply_current(
         )
     ).one()
     result.inserted, result.revived, result.updated, result.unchanged = counts
+    changed = "a.deleted_at IS NOT NULL OR a.row_hash <> s.row_hash"
+    if reconcile:
+        result.drifted = conn.execute(
+            sa.text(f"SELECT count(*) FROM aed_stage s JOIN aed_data a USING (equipment_serial) WHERE {_DRIFTED}")
+        ).scalar_one()
+        result.unchanged -= result.drifted
+        changed += f" OR ({_DRIFTED})"
     result.inserted_examples = conn.execute(
         sa.text(
             "SELECT s.equipment_serial FROM aed_stage s WHERE NOT EXISTS "
@@ -272,8 +311,7 @@ def _apply_current(
     conn.execute(
         sa.text(
             f"UPDATE aed_data a SET {_SET_FROM_STAGE}, deleted_at = NULL, last_seen = :d, updated_at = now() "
-            "FROM aed_stage s WHERE a.equipment_serial = s.equipment_serial "
-            "AND (a.deleted_at IS NOT NULL OR a.row_hash <> s.row_hash)"
+            f"FROM aed_stage s WHERE a.equipment_serial = s.equipment_serial AND ({changed})"
         ),
         {"d": partition},
     )

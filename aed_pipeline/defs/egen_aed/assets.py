@@ -90,6 +90,11 @@ class AedDataConfig(dg.Config):
         default=DEFAULT_MISSING_DEVICES_GUARD,
         description="Largest share of active devices that may vanish in one sync; above it nothing is written.",
     )
+    reconcile: bool = Field(
+        default=False,
+        description="A full reconciliation (the Sunday schedule): compare every field of every stored row with "
+        "the snapshot instead of trusting row_hash, repair and report drift (rows edited by hand), then ANALYZE.",
+    )
 
 
 def _partition_date(context: dg.AssetExecutionContext) -> date:
@@ -291,6 +296,7 @@ def aed_data(
             aed_validated,
             run_id=context.run_id,
             missing_devices_guard=config.missing_devices_guard,
+            reconcile=config.reconcile,
         )
     except (MissingDevicesGuardTripped, SnapshotRejected) as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
@@ -313,6 +319,8 @@ def aed_data(
             "deleted": result.deleted,
             "revived": result.revived,
             "unchanged": result.unchanged,
+            "reconciled": config.reconcile,
+            "drift_repaired": result.drifted,
             "rejected": aed_validated.rejected,
             "history_versions_opened": result.history_opened,
             "history_versions_closed": result.history_closed,
@@ -360,6 +368,10 @@ def change_report(result: AedSyncResult) -> str:
         lines += [
             f"| `{c.equipment_serial}` | {c.column} | {_cell(c.old)} → {_cell(c.new)} |" for c in result.changes
         ]
+    if result.drift:
+        lines += ["", f"Drift repaired by the reconciliation (**{result.drifted}** rows edited outside the sync, "
+                  "sample):", "", "| device | field | stored → snapshot |", "|---|---|---|"]
+        lines += [f"| `{c.equipment_serial}` | {c.column} | {_cell(c.old)} → {_cell(c.new)} |" for c in result.drift]
     if result.inserted_examples:
         lines += ["", "New devices (sample): " + ", ".join(f"`{s}`" for s in result.inserted_examples)]
     if result.deleted_examples:
