@@ -15,6 +15,7 @@ from aed_pipeline.defs.at_flower.reporting import (
     markdown_table,
     run_sale_dates,
 )
+from aed_pipeline.defs.shared.freshness import FLOWER_FRESHNESS_POLICY
 from aed_pipeline.defs.shared.io import per_partition
 from aed_pipeline.defs.shared.partitions import flower_daily_partitions
 from aed_pipeline.defs.shared.resources import WarehouseResource
@@ -25,9 +26,12 @@ from aed_pipeline.lib.sync_log import SYNC_SOURCE_FLOWER, sync_run
 VALIDATED = dg.AssetKey("flower_auction_validated")
 
 
-def _table_spec(name: str, description: str, schema: dg.TableSchema, deps: list) -> dg.AssetSpec:
+def _table_spec(
+    name: str, description: str, schema: dg.TableSchema, deps: list, freshness_policy: dg.FreshnessPolicy | None = None
+) -> dg.AssetSpec:
     return dg.AssetSpec(
         name,
+        freshness_policy=freshness_policy,
         description=description,
         deps=deps,
         group_name="flowers",
@@ -63,6 +67,7 @@ def _table_specs() -> list[dg.AssetSpec]:
             "quantity). Each sale date's slice is brought to the validated rows of that date.",
             BIDDING_FLOWERS_SCHEMA,
             [VALIDATED, FLOWERS],
+            FLOWER_FRESHNESS_POLICY,
         ),
     ]
 

@@ -17,6 +17,7 @@ from datetime import date
 import dagster as dg
 from pydantic import Field
 
+from aed_pipeline.defs.shared.freshness import AED_FRESHNESS_POLICY
 from aed_pipeline.defs.shared.partitions import MAX_RUNTIME_SECONDS, MAX_RUNTIME_TAG, aed_daily_partitions
 from aed_pipeline.defs.shared.resources import EgenApiResource, RawArchiveResource, WarehouseResource
 from aed_pipeline.lib.aed_integrity import IntegrityThresholds
@@ -275,6 +276,7 @@ POST_WRITE_CHECKS = {
     group_name=GROUP,
     kinds={"postgres"},
     backfill_policy=ONE_PARTITION_PER_RUN,
+    freshness_policy=AED_FRESHNESS_POLICY,
     check_specs=[dg.AssetCheckSpec(name, asset="aed_data", description=text) for name, text in POST_WRITE_CHECKS.items()],
     metadata={"dagster/column_schema": AED_DATA_COLUMNS, "dagster/table_name": "public.aed_data"},
     description=(

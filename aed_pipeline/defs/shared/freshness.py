@@ -1,0 +1,63 @@
+"""Freshness: the policies the UI shows as asset health, and the sensor that alerts.
+
+``aed_data`` is due by 07:00 KST every day (its schedule runs at 04:00); ``bidding_flowers`` by
+``AED_PIPELINE_FLOWER_DEADLINE`` (default 08:00 KST; its schedule runs at 06:30). Open-source
+Dagster raises no alert when a ``FreshnessPolicy`` is missed, so the sensor below does, once per
+late partition, through the alert sink.
+"""
+
+from datetime import datetime, timedelta
+
+import dagster as dg
+
+from aed_pipeline.defs.shared.partitions import KST
+from aed_pipeline.lib import settings
+from aed_pipeline.lib.freshness import DEFAULT_FLOWER_DEADLINE, aed_rule, flower_rule, parse_deadline
+
+AED_RULE = aed_rule()
+FLOWER_RULE = flower_rule(
+    parse_deadline(settings.env_or_none(settings.FLOWER_DEADLINE_ENV) or DEFAULT_FLOWER_DEADLINE.isoformat("minutes"))
+)
+
+
+def _daily_policy(deadline) -> dg.FreshnessPolicy:
+    # Materialised at least once between 00:00 KST and the deadline, every day.
+    return dg.FreshnessPolicy.cron(
+        deadline_cron=f"{deadline.minute} {deadline.hour} * * *",
+        lower_bound_delta=timedelta(hours=deadline.hour, minutes=deadline.minute),
+        timezone=KST,
+    )
+
+
+AED_FRESHNESS_POLICY = _daily_policy(AED_RULE.deadline)
+FLOWER_FRESHNESS_POLICY = _daily_policy(FLOWER_RULE.deadline)
+
+WATCHED_RULES = (AED_RULE, FLOWER_RULE)
+
+
+def _materialized(instance: dg.DagsterInstance, asset: str, partition: str) -> bool:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition]), limit=1
+    ).records
+    return bool(records)
+
+
+def late_partitions(instance: dg.DagsterInstance, now: datetime, alerted: dict[str, str]) -> list[tuple[str, str, str]]:
+    """(asset, partition, what) for each watched table whose due partition is missing and was not
+    alerted yet; ``alerted`` maps each asset to the newest partition already alerted."""
+    late = []
+    for rule in WATCHED_RULES:
+        due = rule.due_partition(now)
+        if due is None or alerted.get(rule.asset, "") >= due.isoformat():
+            continue
+        if _materialized(instance, rule.asset, due.isoformat()):
+            continue
+        late.append(
+            (
+                rule.asset,
+                due.isoformat(),
+                f"partition {due.isoformat()} of {rule.asset} is not materialised; it was due by "
+                f"{rule.deadline_of(due):%Y-%m-%d %H:%M} KST",
+            )
+        )
+    return late

@@ -1,0 +1,63 @@
+"""Is the newest partition in by its deadline? The rule behind the freshness sensor.
+
+Open-source Dagster shows a ``FreshnessPolicy`` in the UI but sends no alert of its own, so the
+platform's sensor asks, for each watched table, which KST date must be materialised by now and
+alerts when it is not. AED data is due every day by 07:00 KST; the flower prices by a configurable
+time, on auction days only (a Sunday or a public holiday has no sale to wait for).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+
+from aed_pipeline.lib.flower_calendar import non_auction_reason
+from aed_pipeline.lib.kst import KST
+
+AED_DEADLINE = time(7, 0)
+DEFAULT_FLOWER_DEADLINE = time(8, 0)
+# How far back to look for the newest expected date (a run of holidays such as 설날 or 추석 is shorter).
+_LOOKBACK_DAYS = 14
+
+
+def _always_expected(_: date) -> str | None:
+    return None
+
+
+@dataclass(frozen=True)
+class FreshnessRule:
+    """A table that must hold the partition of each expected KST date by ``deadline`` (KST) that day."""
+
+    asset: str
+    deadline: time
+    not_expected_because: Callable[[date], str | None] = field(default=_always_expected)
+
+    def due_partition(self, now: datetime) -> date | None:
+        """The newest KST date whose deadline has passed by ``now`` and on which data is expected."""
+        moment = now.astimezone(KST)
+        day = moment.date() if moment.time() >= self.deadline else moment.date() - timedelta(days=1)
+        for _ in range(_LOOKBACK_DAYS):
+            if self.not_expected_because(day) is None:
+                return day
+            day -= timedelta(days=1)
+        return None
+
+    def deadline_of(self, day: date) -> datetime:
+        return datetime.combine(day, self.deadline, tzinfo=KST)
+
+
+def parse_deadline(text: str) -> time:
+    """A KST wall-clock deadline written ``HH:MM``; a clear error names the expected form."""
+    try:
+        return time.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"a freshness deadline is a KST time written HH:MM (e.g. 08:00), not {text!r}") from None
+
+
+def aed_rule() -> FreshnessRule:
+    return FreshnessRule("aed_data", AED_DEADLINE)
+
+
+def flower_rule(deadline: time = DEFAULT_FLOWER_DEADLINE) -> FreshnessRule:
+    return FreshnessRule("bidding_flowers", deadline, non_auction_reason)
