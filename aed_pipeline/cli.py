@@ -5,6 +5,7 @@
     aed-pipeline db url                print the database URL in use, password redacted
     aed-pipeline db stop               stop the embedded PostgreSQL (it otherwise keeps running)
     aed-pipeline simulator serve       serve both simulated APIs over HTTP on localhost
+    aed-pipeline metrics serve         serve the Prometheus metrics of both syncs on /metrics
 """
 
 from __future__ import annotations
@@ -67,6 +68,17 @@ def _simulator_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _metrics_serve(args: argparse.Namespace) -> int:
+    from aed_pipeline.lib.metrics import MetricsServer
+
+    url = _database_url()
+    # A plain engine: the metrics server reads, it never migrates the schema.
+    server = MetricsServer(create_warehouse_engine(url), args.host, args.port)
+    print(f"serving the metrics of {redact_database_url(url)} at {server.url}", flush=True)
+    server.serve_forever()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aed-pipeline", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -96,6 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="pin the simulated date (YYYY-MM-DD); default: the current date in Korea",
     )
     serve.set_defaults(handler=_simulator_serve)
+
+    metrics = commands.add_parser("metrics", help="Prometheus metrics").add_subparsers(
+        dest="metrics_command", required=True
+    )
+    metrics_serve = metrics.add_parser("serve", help="serve /metrics, computed from sync_runs and the warehouse")
+    metrics_serve.add_argument("--host", default="127.0.0.1")
+    metrics_serve.add_argument("--port", type=int, default=9464, help="0: any free port (printed)")
+    metrics_serve.set_defaults(handler=_metrics_serve)
     return parser
 
 
