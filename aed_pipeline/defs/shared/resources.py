@@ -18,6 +18,7 @@ import dagster as dg
 import httpx
 from sqlalchemy.engine import Engine
 
+from aed_pipeline.defs.shared.alerting import build_alert_sink
 from aed_pipeline.defs.shared.io import PartitionedPickleIOManager
 from aed_pipeline.lib import settings
 from aed_pipeline.lib.archive import RawArchive
@@ -169,6 +170,7 @@ def build_resources() -> dict[str, dg.ConfigurableResource | dg.ConfigurableIOMa
             service_key=_secret(settings.AT_FLOWER_SERVICE_KEY_ENV),
             base_url=_plain(settings.AT_FLOWER_BASE_URL_ENV, settings.DEFAULT_AT_FLOWER_BASE_URL),
         ),
+        "alert_sink": build_alert_sink(),
     }
 
 
