@@ -6,12 +6,16 @@ Dagster raises no alert when a ``FreshnessPolicy`` is missed, so the sensor belo
 late partition, through the alert sink.
 """
 
+import json
 from datetime import datetime, timedelta
 
 import dagster as dg
 
+from aed_pipeline.defs.shared import alerting
+from aed_pipeline.defs.shared.alerting import AlertSinkResource
 from aed_pipeline.defs.shared.partitions import KST
 from aed_pipeline.lib import settings
+from aed_pipeline.lib.alerting import Alert, AlertDeliveryError
 from aed_pipeline.lib.freshness import DEFAULT_FLOWER_DEADLINE, aed_rule, flower_rule, parse_deadline
 
 AED_RULE = aed_rule()
@@ -61,3 +65,35 @@ def late_partitions(instance: dg.DagsterInstance, now: datetime, alerted: dict[s
             )
         )
     return late
+
+
+@dg.sensor(
+    name="partition_freshness",
+    minimum_interval_seconds=300,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Alerts (critical, once per partition) when the newest due KST partition of aed_data (07:00 KST) "
+    "or bidding_flowers (AED_PIPELINE_FLOWER_DEADLINE, auction days) is not materialised by its deadline.",
+)
+def partition_freshness_sensor(context: dg.SensorEvaluationContext, alert_sink: AlertSinkResource) -> dg.SensorResult:
+    alerted: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+    late = late_partitions(context.instance, alerting.now(), alerted)
+    sink = alert_sink.sink(context.log)
+    for asset, partition, what in late:
+        alert = Alert(
+            severity="critical",
+            rule="partition_late",
+            what=f"{what}. Asset: {alert_sink.ui_url.rstrip('/')}/assets/{asset}",
+            asset=asset,
+            partition=partition,
+        )
+        try:
+            sink.send_critical(alert)
+        except AlertDeliveryError as exc:
+            # The cursor keeps what was delivered: this one is sent again on the next tick.
+            context.log.warning(str(exc))
+            break
+        alerted[asset] = partition
+    return dg.SensorResult(
+        skip_reason=f"{len(late)} late partition(s) found" if late else "every due partition is in",
+        cursor=json.dumps(alerted, sort_keys=True),
+    )
