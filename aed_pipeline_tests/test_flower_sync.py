@@ -131,9 +131,10 @@ def bidding_snapshot(engine: sa.Engine) -> list[tuple]:
 
 
 def nothing_written(engine: sa.Engine) -> bool:
-    return all(
+    """No table holds a row, and the sync log holds no sync but failed ones."""
+    return scalar(engine, "SELECT count(*) FROM sync_runs WHERE status <> 'failed'") == 0 and all(
         scalar(engine, f"SELECT count(*) FROM {table}") == 0
-        for table in ("public_bidding_flowers", "bidding_flowers", "flowers", "rejected_records", "sync_runs")
+        for table in ("public_bidding_flowers", "bidding_flowers", "flowers", "rejected_records")
     )
 
 
@@ -335,8 +336,15 @@ def test_an_api_error_fails_the_run_at_once_with_a_clear_message_and_writes_noth
     assert len(sim.request_log) <= 4  # at most one request per group, none repeated
     assert nothing_written(engine)
     assert archived_flower_day(RawArchive(tmp_path / "archive"), MONDAY) is None
+    # The refusal is in the sync log (and so in the metrics' errors), without the key.
+    [(table, partition, error_type, error)] = rows(
+        engine, "SELECT table_name, partition_key, error_type, error FROM sync_runs WHERE status = 'failed'"
+    )
+    assert (table, partition) == ("public_bidding_flowers", MONDAY.isoformat())
+    assert error_type.startswith("Source") and message in error
     for marker in (KEY, "MARKERUNKNOWNKEY"):
         assert marker not in repr(result.all_events)
+        assert marker not in error
 
 
 def test_a_backfill_stopped_by_the_quota_resumes_without_fetching_archived_dates_again(sim, resources, engine) -> None:

@@ -50,7 +50,8 @@ FLOWER_ASSETS = [flower_auction_raw, public_bidding_flowers, flower_auction_vali
 
 @pytest.fixture(scope="module")
 def synced_url(embedded_pg, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A database after two AED days, one flower Monday and one failed AED table sync."""
+    """A database after two AED days, one flower Monday, one flower fetch refused for the quota
+    and one failed AED table sync."""
     name = f"test_metrics_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(embedded_pg.conninfo("postgres"), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -62,6 +63,20 @@ def synced_url(embedded_pg, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         for day in (AED_DAY, AED_DAY + timedelta(days=1)):
             result = harness.materialize(day)
             assert result.success, failure_messages(result)
+        # A flower fetch refused by the API (resultCd 4, the daily quota) before any table write.
+        harness.sim.faults.at_result_code = 4
+        refused = dg.materialize(
+            FLOWER_ASSETS,
+            partition_key=(FLOWER_MONDAY - timedelta(days=7)).isoformat(),
+            resources={
+                "warehouse": WarehouseResource(database_url=url),
+                "at_flower_api": AtFlowerApiResource(service_key="test-key", base_url=harness.server.at_base_url),
+                "raw_archive": RawArchiveResource(url=str(tmp / "flower_archive")),
+                "io_manager": PartitionedPickleIOManager(base_dir=str(tmp / "io")),
+            },
+            raise_on_error=False,
+        )
+        assert not refused.success
     finally:
         harness.server.stop()
 
@@ -161,6 +176,7 @@ def test_runs_and_records_equal_the_sums_of_sync_runs(scraped, synced_engine) ->
         ("egen_aed", "aed_data", "success"),
         ("egen_aed", "aed_data", "failed"),
         ("at_flower", "public_bidding_flowers", "success"),
+        ("at_flower", "public_bidding_flowers", "failed"),  # the fetch refused for the quota
         ("at_flower", "bidding_flowers", "success"),
     }
     for source, table, status, runs in expected_runs:
@@ -193,13 +209,15 @@ def test_runs_and_records_equal_the_sums_of_sync_runs(scraped, synced_engine) ->
 
 def test_a_failed_sync_counts_as_an_error_of_its_type(scraped) -> None:
     assert series(scraped, "edgen_sync_errors_total") == {frozenset({("type", "MissingDevicesGuardTripped")}): 1}
-    assert series(scraped, "flower_sync_errors_total") == {}
+    assert series(scraped, "flower_sync_errors_total") == {
+        frozenset({("type", "SourceQuotaExceeded"), ("table", "public_bidding_flowers")}): 1
+    }
     assert value(scraped, "edgen_sync_runs_total", status="failed") == 1
     assert value(scraped, "edgen_sync_duration_seconds_count", status="failed") == 1
 
 
 def test_records_count_only_successful_syncs(scraped, synced_engine) -> None:
-    [(failed_fetched,)] = query(synced_engine, "SELECT fetched FROM sync_runs WHERE status = 'failed'")
+    [(failed_fetched,)] = query(synced_engine, "SELECT fetched FROM sync_runs WHERE source = 'egen_aed' AND status = 'failed'")
     [(success_fetched,)] = query(synced_engine, "SELECT sum(fetched) FROM sync_runs "
                                                 "WHERE source = 'egen_aed' AND status = 'success'")
     assert failed_fetched == 360

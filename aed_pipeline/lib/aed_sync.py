@@ -131,16 +131,16 @@ def apply_snapshot(
     ``after_stage`` runs inside the transaction right after the staging COPY: the test suite uses
     it to prove that a failure there leaves every table as it was.
     """
-    if snapshot.blocking_failures:
-        raise SnapshotRejected(
-            f"the validated e-gen snapshot of {snapshot.partition_date} failed blocking checks "
-            f"({', '.join(snapshot.blocking_failures)}); it is not applied. Re-materialise "
-            "aed_raw_snapshot and aed_validated once the source is fixed."
-        )
     partition = snapshot.partition_date
     with sync_run(
         engine, source=SYNC_SOURCE_EGEN, table_name="aed_data", partition_key=partition.isoformat(), run_id=run_id
     ) as run:
+        if snapshot.blocking_failures:  # logged as a failed sync, so the refusal shows in the metrics
+            raise SnapshotRejected(
+                f"the validated e-gen snapshot of {partition} failed blocking checks "
+                f"({', '.join(snapshot.blocking_failures)}); it is not applied. Re-materialise "
+                "aed_raw_snapshot and aed_validated once the source is fixed."
+            )
         run.counts.fetched = snapshot.fetched
         run.counts.rejected = snapshot.rejected
         with engine.begin() as conn:

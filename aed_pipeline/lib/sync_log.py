@@ -112,6 +112,14 @@ def sync_run(
         raise
 
 
+def record_failed_sync(
+    engine: Engine, *, source: str, table_name: str, partition_key: str, run_id: str | None, error: BaseException
+) -> None:
+    """Log a sync that failed before its table write (the API refused the key, the quota ran out),
+    so that it counts in the metrics and the run history like a failure during the write."""
+    SyncRun(engine, source, table_name, partition_key, run_id).mark_failed(error)
+
+
 def replace_rejected_records(
     conn: Connection,
     *,

@@ -53,7 +53,7 @@ from aed_pipeline.lib.flower_public import PUBLIC_TABLE, loaded_sale_dates, read
 from aed_pipeline.lib.flower_tables import known_volumes
 from aed_pipeline.lib.flower_validation import VALID_COLUMNS, FlowerAuctionRows
 from aed_pipeline.lib.kst import kst_date
-from aed_pipeline.lib.sync_log import SYNC_SOURCE_FLOWER, replace_rejected_records, sync_run
+from aed_pipeline.lib.sync_log import SYNC_SOURCE_FLOWER, record_failed_sync, replace_rejected_records, sync_run
 
 # --------------------------------------------------------------------------- raw pages
 
@@ -108,6 +108,7 @@ def flower_auction_raw(
     config: FlowerRawConfig,
     at_flower_api: AtFlowerApiResource,
     raw_archive: RawArchiveResource,
+    warehouse: WarehouseResource,
 ) -> dg.MaterializeResult:
     """The aT 양재 flower auction results (f001) of each sale date, all four groups (절화, 관엽, 난,
     춘란), every page, archived byte for byte with one manifest per group.
@@ -153,6 +154,12 @@ def flower_auction_raw(
             raise dg.RetryRequested(
                 max_retries=config.transient_retries, seconds_to_wait=config.transient_retry_wait_seconds
             ) from error
+        unfetched = [d for d in to_fetch if d not in days]
+        record_failed_sync(
+            warehouse.engine(), source=SYNC_SOURCE_FLOWER, table_name=PUBLIC_TABLE,
+            partition_key=unfetched[0].isoformat() if unfetched else sale_dates[-1].isoformat(),
+            run_id=context.run_id, error=error,
+        )
         raise dg.Failure(
             description=str(error),
             metadata={"source": at_flower_api.source, "error_type": type(error).__name__},

@@ -35,7 +35,7 @@ from aed_pipeline.lib.aed_sync import (
 )
 from aed_pipeline.lib.aed_validation import BLOCKING_CHECKS, validate_archived_snapshot
 from aed_pipeline.lib.errors import SourceError
-from aed_pipeline.lib.sync_log import SYNC_SOURCE_EGEN, replace_rejected_records
+from aed_pipeline.lib.sync_log import SYNC_SOURCE_EGEN, record_failed_sync, replace_rejected_records
 
 GROUP = "aed"
 EGEN_API_POOL = "egen_api"
@@ -118,6 +118,7 @@ def aed_raw_snapshot(
     config: AedRawSnapshotConfig,
     egen_api: EgenApiResource,
     raw_archive: RawArchiveResource,
+    warehouse: WarehouseResource,
 ) -> dg.MaterializeResult:
     partition = _partition_date(context)
     try:
@@ -131,6 +132,10 @@ def aed_raw_snapshot(
             raise dg.RetryRequested(
                 max_retries=TRANSIENT_RETRIES, seconds_to_wait=config.transient_retry_wait_seconds
             ) from exc
+        record_failed_sync(
+            warehouse.engine(), source=SYNC_SOURCE_EGEN, table_name="aed_data",
+            partition_key=partition.isoformat(), run_id=context.run_id, error=exc,
+        )
         raise dg.Failure(
             description=f"e-gen snapshot of {partition} not complete: {exc} (the pages archived so far are kept; "
             "the next run fetches only the missing ones)",
