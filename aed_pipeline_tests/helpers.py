@@ -70,3 +70,13 @@ def synthetic_aed_page(records: int) -> bytes:
         + f"</items><numOfRows>{records}</numOfRows><pageNo>1</pageNo>"
         f"<totalCount>{records}</totalCount></body></response>".encode()
     )
+
+
+#: The flower source serving one row twice: a copy of a 난 (group 3) row of ``public_bidding_flowers``.
+DUPLICATE_A_SERVED_FLOWER_ROW = (
+    "INSERT INTO public_bidding_flowers (sale_date, flower_gubn, sale_date_raw, flower_gubn_raw, pum_name, "
+    "good_name, lv_nm, max_amt, min_amt, avg_amt, tot_amt, tot_qty, page, row_in_page, fetched_at, "
+    "archive_ref) SELECT sale_date, flower_gubn, sale_date_raw, flower_gubn_raw, pum_name, good_name, lv_nm, "
+    "max_amt, min_amt, avg_amt, tot_amt, tot_qty, page, 9999, fetched_at, archive_ref "
+    "FROM public_bidding_flowers WHERE flower_gubn = 3 AND row_in_page = 1"
+)

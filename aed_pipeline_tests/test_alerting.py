@@ -48,7 +48,7 @@ from aed_pipeline_tests.alert_support import (  # noqa: F401 - fixtures
     sink,
     slack,
 )
-from aed_pipeline_tests.helpers import exception_texts
+from aed_pipeline_tests.helpers import DUPLICATE_A_SERVED_FLOWER_ROW, exception_texts
 
 MONDAY = dt.date(2026, 3, 9)
 SETTLED = dt.date(2026, 4, 30)
@@ -126,13 +126,7 @@ def test_a_failed_blocking_check_alerts_once_with_asset_partition_and_run_link(i
     raw = [flower_auction_raw, public_bidding_flowers]
     assert flower_run(instance, flower_resources, assets=raw).success
     with flower_resources["warehouse"].engine().begin() as conn:  # the source serves one row twice
-        conn.execute(sa.text(
-            "INSERT INTO public_bidding_flowers (sale_date, flower_gubn, sale_date_raw, flower_gubn_raw, pum_name, "
-            "good_name, lv_nm, max_amt, min_amt, avg_amt, tot_amt, tot_qty, page, row_in_page, fetched_at, "
-            "archive_ref) SELECT sale_date, flower_gubn, sale_date_raw, flower_gubn_raw, pum_name, good_name, lv_nm, "
-            "max_amt, min_amt, avg_amt, tot_amt, tot_qty, page, 9999, fetched_at, archive_ref "
-            "FROM public_bidding_flowers WHERE flower_gubn = 3 AND row_in_page = 1"
-        ))
+        conn.execute(sa.text(DUPLICATE_A_SERVED_FLOWER_ROW))
     failed = flower_run(instance, flower_resources, assets=[flower_auction_validated, flower_tables])
     assert not failed.success
 

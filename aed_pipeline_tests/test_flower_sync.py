@@ -30,6 +30,7 @@ from aed_pipeline.lib.archive import RawArchive
 from aed_pipeline.lib.flower_archive import archived_flower_day
 from aed_pipeline.lib.flower_days import CHECK_DUPLICATE_KEYS, CHECK_PRICE_INVARIANTS, CHECK_VOLUME
 from aed_pipeline.simulator import Simulator, SimulatorServer
+from aed_pipeline_tests.helpers import DUPLICATE_A_SERVED_FLOWER_ROW
 
 KEY = "MARKERAT0123456789ABCDEF01234567"
 MONDAY = date(2026, 3, 9)
@@ -442,13 +443,7 @@ def test_an_auction_day_served_empty_fails_the_volume_check_and_the_tables_keep_
 def test_duplicate_keys_fail_their_check_and_nothing_reaches_the_tables(resources, engine) -> None:
     assert run(resources, day=MONDAY, selection=RAW_STEPS).success
     with engine.begin() as conn:  # the source serves one row twice
-        conn.execute(sa.text(
-            "INSERT INTO public_bidding_flowers (sale_date, flower_gubn, sale_date_raw, flower_gubn_raw, pum_name, "
-            "good_name, lv_nm, max_amt, min_amt, avg_amt, tot_amt, tot_qty, page, row_in_page, fetched_at, "
-            "archive_ref) SELECT sale_date, flower_gubn, sale_date_raw, flower_gubn_raw, pum_name, good_name, lv_nm, "
-            "max_amt, min_amt, avg_amt, tot_amt, tot_qty, page, 9999, fetched_at, archive_ref "
-            "FROM public_bidding_flowers WHERE flower_gubn = 3 AND row_in_page = 1"
-        ))
+        conn.execute(sa.text(DUPLICATE_A_SERVED_FLOWER_ROW))
     result = run(resources, day=MONDAY, selection=TABLE_STEPS)
     assert not result.success
     duplicates = check_results(result)[CHECK_DUPLICATE_KEYS]
