@@ -301,6 +301,11 @@ def test_quota_exhausted_mid_fetch_writes_nothing_and_the_next_run_fetches_only_
     assert small.fingerprint() == before
     manifest = small.archive.read_manifest(ARCHIVE_SOURCE, next_day.isoformat(), PAGE_SET)
     assert sorted(manifest.pages) == [1, 2, 3] and not manifest.complete
+    with small.engine.connect() as conn:  # the refusal is a failed sync in the log (and the metrics)
+        failed_syncs = conn.execute(
+            sa.text("SELECT partition_key, error_type FROM sync_runs WHERE status = 'failed'")
+        ).all()
+    assert failed_syncs == [(next_day.isoformat(), "SourceQuotaExceeded")]
 
     small.sim.reset_faults()
     small.sim.request_log.clear()
