@@ -395,7 +395,12 @@ class SourceHttp:
                 code=status,
                 **ctx,
             )
-        return interpret(response)
+        try:
+            return interpret(response)
+        finally:
+            # The body is read; httpx's response and its stream refer to each other, a cycle only
+            # the rare full garbage collection frees, with the body (MBs per page) held in it.
+            response.stream = httpx.ByteStream(b"")
 
     def __enter__(self) -> "SourceHttp":
         return self
