@@ -268,7 +268,7 @@ def test_failure_after_the_staging_copy_leaves_every_table_as_before(small):
 
     def crash(conn):
         staged = conn.execute(sa.text("SELECT count(*) FROM aed_stage")).scalar_one()
-        assert staged == len(validation.snapshot.frame)
+        assert staged == validation.snapshot.valid
         raise RuntimeError("injected failure after the staging COPY")
 
     with pytest.raises(RuntimeError, match="injected"):

@@ -9,11 +9,14 @@ rejected day is never the reference for the next one).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pandas as pd
+import pyarrow
+import pyarrow.compute as pa_compute
 
 from aed_pipeline.lib.aed_records import CURRENT_SIDO_NAMES, KEY_COLUMNS, KOREA_LATITUDE, KOREA_LONGITUDE, region_key
 from aed_pipeline.lib.archive import PageSetManifest
@@ -55,29 +58,111 @@ def inside_korea(frame: pd.DataFrame) -> pd.Series:
     return lat.between(*KOREA_LATITUDE) & lon.between(*KOREA_LONGITUDE)
 
 
-def snapshot_profile(frame: pd.DataFrame) -> dict[str, Any]:
-    """The figures the next snapshot is compared with: rows and the null share of key columns."""
-    rows = len(frame)
-    null_shares = {c: (float(frame[c].isna().mean()) if rows else 0.0) for c in KEY_COLUMNS}
-    share_inside = float(inside_korea(frame).mean()) if rows else 0.0
-    return {"rows": rows, "null_shares": null_shares, "inside_korea_share": share_inside}
+@dataclass(frozen=True)
+class SnapshotFigures:
+    """What the whole-snapshot checks need to know of the valid rows: counts and a few examples.
+
+    Plain values only, so the figures of a validated snapshot can be kept beside its rows file.
+    """
+
+    rows: int
+    nulls: dict[str, int]
+    inside: int
+    outside_examples: list[str]
+    unknown_pairs: list[tuple[str, str, int]]  # (시도, 시군구, devices), most devices first
+    without_region: int
+    duplicated_serials: list[tuple[str, int]]  # (serial, records), most records first
+
+    def profile(self) -> dict[str, Any]:
+        """The figures the next snapshot is compared with: rows and the null share of key columns."""
+        rows = self.rows
+        null_shares = {c: (self.nulls[c] / rows if rows else 0.0) for c in KEY_COLUMNS}
+        share_inside = self.inside / rows if rows else 0.0
+        return {"rows": rows, "null_shares": null_shares, "inside_korea_share": share_inside}
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SnapshotFigures:
+        return cls(
+            rows=data["rows"],
+            nulls=dict(data["nulls"]),
+            inside=data["inside"],
+            outside_examples=list(data["outside_examples"]),
+            unknown_pairs=[(s, g, n) for s, g, n in data["unknown_pairs"]],
+            without_region=data["without_region"],
+            duplicated_serials=[(s, n) for s, n in data["duplicated_serials"]],
+        )
 
 
-def check_unique_serials(frame: pd.DataFrame) -> CheckOutcome:
-    duplicated = frame["equipment_serial"].duplicated(keep=False)
-    counts = frame.loc[duplicated, "equipment_serial"].value_counts()
+class SnapshotTally:
+    """Running figures of a snapshot's valid rows, fed a page at a time.
+
+    Only counts, a few examples and the serials (as compact Arrow strings) are kept, so checking a
+    snapshot ten times larger costs no more memory than its serials.
+    """
+
+    def __init__(self, known_pairs: Collection[tuple[str, str]]) -> None:
+        self.known_pairs = set(known_pairs)
+        self.rows = 0
+        self.nulls = dict.fromkeys(KEY_COLUMNS, 0)
+        self.inside = 0
+        self.outside_examples: list[str] = []
+        self.unknown_pairs: Counter[tuple[str, str]] = Counter()
+        self.without_region = 0
+        self._serials: list[pyarrow.Array] = []
+
+    def add(self, frame: pd.DataFrame) -> None:
+        """Count one page's valid rows."""
+        self.rows += len(frame)
+        for column in KEY_COLUMNS:
+            self.nulls[column] += int(frame[column].isna().sum())
+        inside = inside_korea(frame)
+        self.inside += int(inside.sum())
+        if len(self.outside_examples) < EXAMPLES:
+            outside = frame.loc[~inside, ["equipment_serial", "latitude", "longitude"]].head(EXAMPLES)
+            self.outside_examples += [f"{r.equipment_serial} ({r.latitude}, {r.longitude})" for r in outside.itertuples()]
+            del self.outside_examples[EXAMPLES:]
+        pairs = frame[["sido", "gugun"]].dropna()
+        for sido, gugun in zip(pairs["sido"].tolist(), pairs["gugun"].tolist()):
+            if sido not in CURRENT_SIDO_NAMES or region_key(sido, gugun) not in self.known_pairs:
+                self.unknown_pairs[(sido, gugun)] += 1
+        self.without_region += int(frame["sido"].isna().sum())
+        self._serials.append(pyarrow.array(frame["equipment_serial"], type=pyarrow.string()))
+
+    def figures(self) -> SnapshotFigures:
+        counts = pa_compute.value_counts(pyarrow.chunked_array(self._serials, type=pyarrow.string()))
+        repeated = pa_compute.greater(counts.field("counts"), 1)
+        duplicated = zip(
+            counts.field("values").filter(repeated).to_pylist(), counts.field("counts").filter(repeated).to_pylist()
+        )
+        return SnapshotFigures(
+            rows=self.rows,
+            nulls=dict(self.nulls),
+            inside=self.inside,
+            outside_examples=list(self.outside_examples),
+            unknown_pairs=[(s, g, n) for (s, g), n in self.unknown_pairs.most_common()],
+            without_region=self.without_region,
+            duplicated_serials=sorted(duplicated, key=lambda item: -item[1]),
+        )
+
+
+def check_unique_serials(figures: SnapshotFigures) -> CheckOutcome:
+    duplicates = figures.duplicated_serials
+    records = sum(n for _, n in duplicates)
     return CheckOutcome(
         "serials_unique",
-        passed=counts.empty,
+        passed=not duplicates,
         description=(
             "every equipment_serial appears once"
-            if counts.empty
-            else f"{len(counts)} serials appear more than once ({int(counts.sum())} records)"
+            if not duplicates
+            else f"{len(duplicates)} serials appear more than once ({records} records)"
         ),
         metadata={
-            "duplicated_serials": len(counts),
-            "records_with_duplicated_serial": int(counts.sum()),
-            "examples": ", ".join(f"{s} ×{n}" for s, n in counts.head(EXAMPLES).items()),
+            "duplicated_serials": len(duplicates),
+            "records_with_duplicated_serial": records,
+            "examples": ", ".join(f"{s} ×{n}" for s, n in duplicates[:EXAMPLES]),
         },
     )
 
@@ -166,37 +251,24 @@ def check_column_collapse(
     )
 
 
-def check_inside_korea(frame: pd.DataFrame, min_share: float) -> CheckOutcome:
-    inside = inside_korea(frame)
-    share = float(inside.mean()) if len(frame) else 0.0
-    outside = frame.loc[~inside, ["equipment_serial", "latitude", "longitude"]].head(EXAMPLES)
+def check_inside_korea(figures: SnapshotFigures, min_share: float) -> CheckOutcome:
+    share = figures.inside / figures.rows if figures.rows else 0.0
     return CheckOutcome(
         "coordinates_inside_korea",
         passed=share >= min_share,
         description=f"{share:.2%} of devices have coordinates inside Korea (at least {min_share:.0%} required)",
         metadata={
             "inside_share": round(share, 4),
-            "outside_or_missing": int((~inside).sum()),
-            "examples": "; ".join(
-                f"{r.equipment_serial} ({r.latitude}, {r.longitude})" for r in outside.itertuples()
-            ),
+            "outside_or_missing": figures.rows - figures.inside,
+            "examples": "; ".join(figures.outside_examples),
         },
     )
 
 
-def check_region_pairs(
-    frame: pd.DataFrame, known_pairs: Collection[tuple[str, str]], max_share: float
-) -> CheckOutcome:
+def check_region_pairs(figures: SnapshotFigures, max_share: float) -> CheckOutcome:
     """Devices whose 시도/시군구 is not in the reference (devices without a region are not counted)."""
-    known = set(known_pairs)
-    pairs = frame[["sido", "gugun"]].dropna()
-    unknown_pairs: dict[tuple[str, str], int] = {}
-    for sido, gugun in zip(pairs["sido"].tolist(), pairs["gugun"].tolist()):
-        if sido not in CURRENT_SIDO_NAMES or region_key(sido, gugun) not in known:
-            unknown_pairs[(sido, gugun)] = unknown_pairs.get((sido, gugun), 0) + 1
-    unknown = sum(unknown_pairs.values())
-    share = unknown / len(frame) if len(frame) else 0.0
-    worst = sorted(unknown_pairs.items(), key=lambda item: -item[1])[:EXAMPLES]
+    unknown = sum(n for _, _, n in figures.unknown_pairs)
+    share = unknown / figures.rows if figures.rows else 0.0
     return CheckOutcome(
         "region_pairs_known",
         passed=share <= max_share,
@@ -204,8 +276,8 @@ def check_region_pairs(
         f"(at most {max_share:.2%} allowed)",
         metadata={
             "unknown_devices": unknown,
-            "unknown_pairs": len(unknown_pairs),
-            "without_region": int(frame["sido"].isna().sum()),
-            "examples": "; ".join(f"{s} {g} ×{n}" for (s, g), n in worst),
+            "unknown_pairs": len(figures.unknown_pairs),
+            "without_region": figures.without_region,
+            "examples": "; ".join(f"{s} {g} ×{n}" for s, g, n in figures.unknown_pairs[:EXAMPLES]),
         },
     )

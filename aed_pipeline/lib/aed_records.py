@@ -318,7 +318,8 @@ def map_to_columns(raw: pd.DataFrame, health_centers: Mapping[tuple[str, str], s
         sido = sido.astype(object)
         gugun = gugun.astype(object)
         for index in raw.index[missing.to_numpy()]:
-            address_sido, address_gugun = region_from_address(out.at[index, "installation_address"])
+            address = out.at[index, "installation_address"]
+            address_sido, address_gugun = region_from_address(address if isinstance(address, str) else None)
             if pd.isna(sido[index]) and address_sido:
                 sido[index] = address_sido
                 derived += 1

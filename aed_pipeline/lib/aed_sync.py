@@ -25,19 +25,19 @@ one after the other and the second finds nothing to do.
 from __future__ import annotations
 
 import json
-import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from aed_pipeline.lib.aed_integrity import PreviousSnapshot
 from aed_pipeline.lib.aed_records import DEVICE_COLUMNS, PERSONAL_COLUMNS
-from aed_pipeline.lib.sync_log import SYNC_SOURCE_EGEN, copy_rows, sync_run
+from aed_pipeline.lib.aed_rows import copy_device_rows
+from aed_pipeline.lib.sync_log import SYNC_SOURCE_EGEN, sync_run
 
 # An arbitrary constant: the key of the advisory lock that serialises AED syncs.
 AED_SYNC_LOCK_KEY = 7_310_052_618
@@ -65,10 +65,14 @@ class MissingDevicesGuardTripped(Exception):
 
 @dataclass
 class ValidatedAedSnapshot:
-    """One day's snapshot after validation: what ``aed_validated`` hands to ``aed_data``."""
+    """One day's snapshot after validation: what ``aed_validated`` hands to ``aed_data``.
+
+    The ``valid`` rows themselves are in the file at ``rows_path`` (``aed_rows``), never in memory.
+    """
 
     partition_date: date
-    frame: pd.DataFrame
+    rows_path: str
+    valid: int
     fetched: int
     total_count: int | None
     rejected: int
@@ -106,6 +110,9 @@ class AedSyncResult:
     inserted_examples: list[str] = field(default_factory=list)
     deleted_examples: list[str] = field(default_factory=list)
     duration_seconds: float = 0.0
+    # Seconds inside the sync's transaction (the database phase), and of its staging COPY alone.
+    database_seconds: float = 0.0
+    stage_seconds: float = 0.0
 
     @property
     def rows_written(self) -> int:
@@ -143,9 +150,11 @@ def apply_snapshot(
             )
         run.counts.fetched = snapshot.fetched
         run.counts.rejected = snapshot.rejected
+        started = time.perf_counter()
         with engine.begin() as conn:
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": AED_SYNC_LOCK_KEY})
-            _stage(conn, snapshot.frame)
+            _stage(conn, snapshot.rows_path)
+            stage_seconds = time.perf_counter() - started
             if after_stage is not None:
                 after_stage(conn)
             newest = conn.execute(sa.text("SELECT max(partition_date) FROM aed_snapshots")).scalar()
@@ -174,6 +183,8 @@ def apply_snapshot(
             run.counts.unchanged = result.unchanged
             run.counts.updated += result.drifted
             run.mark_success(conn)
+        result.database_seconds = time.perf_counter() - started
+        result.stage_seconds = stage_seconds
         result.duration_seconds = run.duration_seconds
     if reconcile:
         # Fresh planner statistics after the week's changes (autovacuum may lag behind a bulk diff).
@@ -183,25 +194,14 @@ def apply_snapshot(
     return result
 
 
-def _stage(conn: Connection, frame: pd.DataFrame) -> None:
+def _stage(conn: Connection, rows_path: str) -> None:
     conn.execute(
         sa.text(f"CREATE TEMPORARY TABLE aed_stage ON COMMIT DROP AS SELECT {_COLUMNS} FROM aed_data WITH NO DATA")
     )
-    copy_rows(conn, "aed_stage", DEVICE_COLUMNS, frame_rows(frame))
+    copy_device_rows(conn, "aed_stage", rows_path)
     conn.execute(sa.text("CREATE UNIQUE INDEX ON aed_stage (equipment_serial)"))
-    conn.execute(sa.text("ANALYZE aed_stage"))
-
-
-def frame_rows(frame: pd.DataFrame):
-    """The frame's rows in DEVICE_COLUMNS order as tuples, with None for every kind of null."""
-    columns = []
-    for column in DEVICE_COLUMNS:
-        series = frame[column]
-        if series.dtype == "float64":
-            columns.append([None if math.isnan(v) else v for v in series.tolist()])
-        else:
-            columns.append([None if (v is None or v is pd.NA or v != v) else v for v in series.tolist()])
-    return zip(*columns)
+    # The joins need statistics of the key and the hash only; those of all 40 columns cost more than the joins.
+    conn.execute(sa.text("ANALYZE aed_stage (equipment_serial, row_hash)"))
 
 
 def _cover(conn: Connection, partition: date) -> None:
@@ -308,6 +308,17 @@ def _apply_current(
         ),
         {"n": sample},
     ).scalars().all()
+    # Soft-delete first: its anti-join then scans only the rows already there, not the new ones.
+    deleted = conn.execute(
+        sa.text(
+            "UPDATE aed_data a SET deleted_at = now(), operation_status = 'removed', "
+            "last_seen = COALESCE(CAST(:previous AS date), a.last_seen), updated_at = now() "
+            "WHERE a.deleted_at IS NULL AND NOT EXISTS "
+            "(SELECT 1 FROM aed_stage s WHERE s.equipment_serial = a.equipment_serial) "
+            "RETURNING a.equipment_serial"
+        ),
+        {"previous": previous_newest if previous_newest and previous_newest < partition else None},
+    ).scalars().all()
     conn.execute(
         sa.text(
             f"UPDATE aed_data a SET {_SET_FROM_STAGE}, deleted_at = NULL, last_seen = :d, updated_at = now() "
@@ -322,16 +333,6 @@ def _apply_current(
         ),
         {"d": partition},
     )
-    deleted = conn.execute(
-        sa.text(
-            "UPDATE aed_data a SET deleted_at = now(), operation_status = 'removed', "
-            "last_seen = COALESCE(CAST(:previous AS date), a.last_seen), updated_at = now() "
-            "WHERE a.deleted_at IS NULL AND NOT EXISTS "
-            "(SELECT 1 FROM aed_stage s WHERE s.equipment_serial = a.equipment_serial) "
-            "RETURNING a.equipment_serial"
-        ),
-        {"previous": previous_newest if previous_newest and previous_newest < partition else None},
-    ).scalars().all()
     result.deleted = len(deleted)
     result.deleted_examples = sorted(deleted)[:sample]
 
@@ -382,11 +383,21 @@ def _apply_history(conn: Connection, partition: date, next_observed: date | None
         ),
         params,
     ).rowcount
+    # A new version ends where the device's next version begins; only a backfill has later versions,
+    # and looking them up row by row is a large share of a full load's history write.
+    has_later = conn.execute(
+        sa.text("SELECT EXISTS (SELECT 1 FROM aed_data_history WHERE valid_from > :d)"), params
+    ).scalar_one()
+    valid_to = (
+        "LEAST(CAST(:n AS date), (SELECT min(h.valid_from) FROM aed_data_history h "
+        "WHERE h.equipment_serial = s.equipment_serial AND h.valid_from > :d))"
+        if has_later
+        else "CAST(:n AS date)"
+    )
     opened = conn.execute(
         sa.text(
             f"INSERT INTO aed_data_history ({_COLUMNS}, valid_from, valid_to) "
-            f"SELECT {_STAGED}, :d, LEAST(CAST(:n AS date), (SELECT min(h.valid_from) FROM aed_data_history h "
-            "WHERE h.equipment_serial = s.equipment_serial AND h.valid_from > :d)) "
+            f"SELECT {_STAGED}, :d, {valid_to} "
             "FROM aed_stage s WHERE NOT EXISTS (SELECT 1 FROM aed_cover c "
             "WHERE c.equipment_serial = s.equipment_serial AND c.row_hash = s.row_hash)"
         ),
@@ -441,7 +452,7 @@ def _record_snapshot(conn: Connection, snapshot: ValidatedAedSnapshot, run_id: s
             "d": snapshot.partition_date,
             "total": snapshot.total_count if snapshot.total_count is not None else snapshot.fetched,
             "fetched": snapshot.fetched,
-            "valid": len(snapshot.frame),
+            "valid": snapshot.valid,
             "rejected": snapshot.rejected,
             "profile": json.dumps(snapshot.profile, ensure_ascii=False),
             "ref": snapshot.archive_ref,

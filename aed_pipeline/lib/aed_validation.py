@@ -1,34 +1,50 @@
 """Validating one archived AED snapshot: parse the archived pages, type the records, check the whole.
 
-No network: the pages come from the raw archive, verified against their sha256. Pages are parsed and
-validated one at a time, so only one page's records exist as dicts at once.
+No network: the pages come from the raw archive, verified against their sha256. Pages are parsed,
+validated and written to the validated rows file one at a time, and the whole-snapshot checks work
+from running figures, so memory holds one page, never the snapshot.
+
+Validation is a pure function of the archived pages, the health-centre reference and this code, so
+its result (the rows file, the figures and the quarantined records) is kept under a key of the
+three and reused when the same snapshot is validated again (a re-run of a day, a retry): only the
+checks against the previous snapshot and the thresholds are evaluated anew.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import sys
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
-import pandas as pd
+import pyarrow.parquet as pq
 
+from aed_pipeline.lib import aed_integrity, aed_records, aed_rows, egen
 from aed_pipeline.lib.aed_integrity import (
     CheckOutcome,
     IntegrityThresholds,
     PreviousSnapshot,
+    SnapshotFigures,
+    SnapshotTally,
     check_column_collapse,
     check_inside_korea,
     check_records_match_total,
     check_region_pairs,
     check_row_count,
     check_unique_serials,
-    snapshot_profile,
 )
 from aed_pipeline.lib.aed_records import validate_records
+from aed_pipeline.lib.aed_rows import DeviceRowsWriter, validated_rows_path
 from aed_pipeline.lib.aed_snapshot import ARCHIVE_SOURCE, PAGE_SET, SnapshotUnavailable
 from aed_pipeline.lib.aed_sync import ValidatedAedSnapshot
-from aed_pipeline.lib.archive import RawArchive
+from aed_pipeline.lib.archive import PageSetManifest, RawArchive
 from aed_pipeline.lib.egen import OPERATION_FULL_DOWN, parse_egen_response
 
 # The checks that stop the write when they fail (each is a blocking Dagster asset check).
@@ -41,13 +57,67 @@ BLOCKING_CHECKS = (
     "region_pairs_known",
 )
 
+Rejected = list[tuple[dict[str, Any], list[dict[str, Any]]]]
+
 
 @dataclass
 class SnapshotValidation:
     snapshot: ValidatedAedSnapshot
     checks: list[CheckOutcome]
-    rejected: list[tuple[dict[str, Any], list[dict[str, Any]]]]
+    rejected: Rejected
     region_from_address: int
+    reused: bool = False
+
+
+@dataclass
+class _Validated:
+    """What validating the pages produced, besides the rows file; kept beside it as JSON."""
+
+    key: str
+    fetched: int
+    region_from_address: int
+    figures: SnapshotFigures
+    rejected: Rejected
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "key": self.key,
+                "fetched": self.fetched,
+                "region_from_address": self.region_from_address,
+                "figures": self.figures.to_json(),
+                "rejected": self.rejected,
+            },
+            ensure_ascii=False,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> _Validated:
+        data = json.loads(text)
+        return cls(
+            key=data["key"],
+            fetched=data["fetched"],
+            region_from_address=data["region_from_address"],
+            figures=SnapshotFigures.from_json(data["figures"]),
+            rejected=[(record, failures) for record, failures in data["rejected"]],
+        )
+
+
+@lru_cache(maxsize=1)
+def _code_digest() -> str:
+    """The validating code's identity: a changed parser, mapping or check invalidates kept results."""
+    digest = hashlib.sha256()
+    for module in (egen, aed_records, aed_rows, aed_integrity, sys.modules[__name__]):
+        digest.update(Path(module.__file__).read_bytes())
+    return digest.hexdigest()
+
+
+def validation_key(archive_digest: str, health_centers: Mapping[tuple[str, str], str]) -> str:
+    """The identity of a validation result: the archived pages, the health-centre reference, the code."""
+    digest = hashlib.sha256(f"{archive_digest}\n{_code_digest()}\n".encode())
+    for (sido, gugun), name in sorted(health_centers.items()):
+        digest.update(f"{sido}\x1f{gugun}\x1f{name}\n".encode())
+    return digest.hexdigest()
 
 
 def validate_archived_snapshot(
@@ -57,43 +127,85 @@ def validate_archived_snapshot(
     health_centers: Mapping[tuple[str, str], str],
     previous: PreviousSnapshot | None,
     thresholds: IntegrityThresholds = IntegrityThresholds(),
+    rows_path: str | Path | None = None,
 ) -> SnapshotValidation:
-    """Parse, type and check the archived snapshot of ``partition``."""
+    """Parse, type and check the archived snapshot of ``partition`` (or reuse the kept result).
+
+    The valid rows go to ``rows_path`` (default: :func:`validated_rows_path` of the validation key).
+    """
     manifest = archive.read_manifest(ARCHIVE_SOURCE, partition.isoformat(), PAGE_SET)
     if manifest is None or not manifest.pages:
         raise SnapshotUnavailable(
             f"no archived e-gen snapshot for {partition.isoformat()}: materialise aed_raw_snapshot first"
         )
-    frames: list[pd.DataFrame] = []
-    rejected: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
-    fetched = derived = 0
-    for page_no, raw in archive.iter_pages(manifest):
-        parsed = parse_egen_response(raw, response_type=manifest.format, operation=OPERATION_FULL_DOWN, page=page_no)
-        result = validate_records(parsed.records, health_centers)
-        frames.append(result.frame)
-        rejected.extend(result.rejected)
-        fetched += result.fetched
-        derived += result.region_from_address
-    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    profile = snapshot_profile(frame)
+    digest = manifest.digest()
+    key = validation_key(digest, health_centers)
+    rows_path = Path(rows_path) if rows_path is not None else validated_rows_path(partition.isoformat(), key)
+    summary_path = rows_path.with_suffix(".json")
+    validated = _kept(rows_path, summary_path, key)
+    reused = validated is not None
+    if validated is None:
+        validated = _validate_pages(archive, manifest, health_centers, rows_path, key)
+        _write_atomically(summary_path, validated.to_json())
+    figures = validated.figures
+    profile = figures.profile()
     checks = [
-        check_unique_serials(frame),
+        check_unique_serials(figures),
         check_records_match_total(manifest),
-        check_row_count(len(frame), previous, thresholds.row_count_tolerance),
+        check_row_count(figures.rows, previous, thresholds.row_count_tolerance),
         check_column_collapse(profile, previous, thresholds),
-        check_inside_korea(frame, thresholds.min_share_inside_korea),
-        check_region_pairs(frame, health_centers.keys(), thresholds.max_unknown_region_share),
+        check_inside_korea(figures, thresholds.min_share_inside_korea),
+        check_region_pairs(figures, thresholds.max_unknown_region_share),
     ]
     snapshot = ValidatedAedSnapshot(
         partition_date=partition,
-        frame=frame,
-        fetched=fetched,
+        rows_path=str(rows_path),
+        valid=figures.rows,
+        fetched=validated.fetched,
         total_count=manifest.total_count,
-        rejected=len(rejected),
+        rejected=len(validated.rejected),
         profile=profile,
         archive_ref=archive.location(ARCHIVE_SOURCE, partition.isoformat(), PAGE_SET),
-        archive_digest=manifest.digest(),
+        archive_digest=digest,
         origin=manifest.origin,
         blocking_failures=[c.name for c in checks if not c.passed and c.name in BLOCKING_CHECKS],
     )
-    return SnapshotValidation(snapshot, checks, rejected, derived)
+    return SnapshotValidation(snapshot, checks, validated.rejected, validated.region_from_address, reused)
+
+
+def _validate_pages(
+    archive: RawArchive,
+    manifest: PageSetManifest,
+    health_centers: Mapping[tuple[str, str], str],
+    rows_path: Path,
+    key: str,
+) -> _Validated:
+    tally = SnapshotTally(health_centers.keys())
+    rejected: Rejected = []
+    fetched = derived = 0
+    with DeviceRowsWriter(rows_path) as writer:
+        for page_no, raw in archive.iter_pages(manifest):
+            parsed = parse_egen_response(raw, response_type=manifest.format, operation=OPERATION_FULL_DOWN, page=page_no)
+            result = validate_records(parsed.records, health_centers)
+            writer.write(result.frame)
+            tally.add(result.frame)
+            rejected.extend(result.rejected)
+            fetched += result.fetched
+            derived += result.region_from_address
+    return _Validated(key, fetched, derived, tally.figures(), rejected)
+
+
+def _kept(rows_path: Path, summary_path: Path, key: str) -> _Validated | None:
+    """The kept result of validating the same snapshot with the same reference and code, if whole."""
+    try:
+        validated = _Validated.from_json(summary_path.read_text(encoding="utf-8"))
+        rows = pq.read_metadata(rows_path).num_rows
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return validated if validated.key == key and rows == validated.figures.rows else None
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)

@@ -1,4 +1,4 @@
-"""The e-gen AED sync as Dagster assets: raw snapshot → validated frame → ``aed_data`` (with history).
+"""The e-gen AED sync as Dagster assets: raw snapshot → validated rows → ``aed_data`` (with history).
 
 One partition is one KST date. The API serves only the current registry, so today's partition
 fetches and older partitions re-derive their day from the archived snapshot. The blocking checks
@@ -8,6 +8,10 @@ the write. The logic lives in ``aed_pipeline.lib``; this module wires it to Dags
 Each partition is a full national snapshot (~81k devices), so a backfill runs one partition per
 run (``BackfillPolicy.multi_run(1)``): memory stays that of one snapshot, a bad day fails alone, and
 the code may rely on ``context.partition_key`` because a run never spans a range.
+
+The snapshot is never held whole: pages are validated one at a time into a Parquet rows file
+(``lib/aed_rows.py``); ``aed_validated`` hands ``aed_data`` a reference to it, which the sync
+streams into PostgreSQL's COPY.
 """
 
 
@@ -215,13 +219,15 @@ def aed_validated(
         snapshot,
         metadata={
             "source": snapshot.origin,
-            "dagster/row_count": len(snapshot.frame),
+            "dagster/row_count": snapshot.valid,
             "fetched": snapshot.fetched,
             "rejected": snapshot.rejected,
             "region_from_address": validation.region_from_address,
             "blocking_failures": ", ".join(snapshot.blocking_failures) or "none",
             "rejected_examples": dg.MetadataValue.md(examples or "none"),
             "null_shares": snapshot.profile["null_shares"],
+            "rows_file": dg.MetadataValue.path(snapshot.rows_path),
+            "reused_validation": validation.reused,
         },
     )
     for check in validation.checks:
@@ -309,7 +315,7 @@ def aed_data(
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
     partition = aed_validated.partition_date
     figures = post_write_figures(engine, partition)
-    valid_rows = len(aed_validated.frame)
+    valid_rows = aed_validated.valid
     active_ok = figures.history_rows_on_date == valid_rows and (
         result.mode != "current" or figures.active_rows == valid_rows
     )
@@ -333,6 +339,8 @@ def aed_data(
             "history_versions_closed": result.history_closed,
             "dagster/row_count": figures.active_rows,
             "duration_seconds": round(result.duration_seconds, 3),
+            "database_seconds": round(result.database_seconds, 3),
+            "staging_copy_seconds": round(result.stage_seconds, 3),
             "newest_applied_partition": str(result.newest_applied),
             "changes": dg.MetadataValue.md(change_report(result)),
         },
