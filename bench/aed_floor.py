@@ -1,0 +1,99 @@
+"""The floor of the AED database phase: the least any loader of the same rows has to pay.
+
+    .venv/bin/python bench/aed_floor.py --database-url URL --rows FILE
+
+The floor is DESIGN.md §9's reference: a psycopg ``COPY`` of the snapshot's rows into a temporary
+table, then one ``INSERT … ON CONFLICT DO UPDATE … WHERE … IS DISTINCT FROM`` into an empty copy
+of ``aed_data`` (same columns, indexes and constraints), in one transaction. The rows are Python
+tuples built before the clock starts, so the floor pays for nothing but the database and the COPY
+protocol. Nothing is kept: the copy tables are dropped afterwards. ``bench/aed_sync.py`` runs it in
+the same run as the sync and prints the ratio of the sync's database phase to it.
+
+The sync also writes every new version into ``aed_data_history`` (SCD2), which the floor does not;
+``history_s`` is, separately, one plain INSERT of the staged rows into an empty copy of
+``aed_data_history``: the least that second write costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from aed_pipeline.lib.aed_records import DEVICE_COLUMNS
+
+FLOOR_TABLE = "aed_floor"
+FLOOR_HISTORY_TABLE = "aed_floor_history"
+
+
+def measure_floor(conninfo: str, rows: Sequence[Sequence[Any]]) -> dict[str, float]:
+    """Seconds of the floor's COPY and upsert of ``rows`` (tuples in ``DEVICE_COLUMNS`` order), and of the history write."""
+    columns = sql.SQL(", ").join(sql.Identifier(c) for c in DEVICE_COLUMNS)
+    compared = [c for c in DEVICE_COLUMNS if c != "equipment_serial"]
+    updates = sql.SQL(", ").join(sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in compared)
+    old = sql.SQL(", ").join(sql.SQL("{t}.{c}").format(t=sql.Identifier(FLOOR_TABLE), c=sql.Identifier(c)) for c in compared)
+    new = sql.SQL(", ").join(sql.SQL("EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in compared)
+    tables = sql.SQL(", ").join(sql.Identifier(t) for t in (FLOOR_TABLE, FLOOR_HISTORY_TABLE))
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {t}").format(t=tables))
+        conn.execute(sql.SQL("CREATE TABLE {t} (LIKE aed_data INCLUDING ALL)").format(t=sql.Identifier(FLOOR_TABLE)))
+        conn.execute(
+            sql.SQL("CREATE TABLE {t} (LIKE aed_data_history INCLUDING ALL)").format(t=sql.Identifier(FLOOR_HISTORY_TABLE))
+        )
+        try:
+            started = time.perf_counter()
+            with conn.transaction():
+                conn.execute(
+                    sql.SQL("CREATE TEMPORARY TABLE floor_stage ON COMMIT DROP AS SELECT {c} FROM aed_data WITH NO DATA")
+                    .format(c=columns)
+                )
+                with conn.cursor() as cursor, cursor.copy(
+                    sql.SQL("COPY floor_stage ({c}) FROM STDIN").format(c=columns)
+                ) as copy:
+                    for row in rows:
+                        copy.write_row(row)
+                copied = time.perf_counter()
+                conn.execute(
+                    sql.SQL(
+                        "INSERT INTO {t} ({c}, first_seen, last_seen) SELECT {c}, current_date, current_date "
+                        "FROM floor_stage ON CONFLICT (equipment_serial) DO UPDATE SET {u} "
+                        "WHERE ({old}) IS DISTINCT FROM ({new})"
+                    ).format(t=sql.Identifier(FLOOR_TABLE), c=columns, u=updates, old=old, new=new)
+                )
+                finished = time.perf_counter()
+                conn.execute(
+                    sql.SQL("INSERT INTO {t} ({c}, valid_from) SELECT {c}, current_date FROM floor_stage").format(
+                        t=sql.Identifier(FLOOR_HISTORY_TABLE), c=columns
+                    )
+                )
+                history = time.perf_counter()
+        finally:
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {t}").format(t=tables))
+    return {
+        "copy_s": copied - started,
+        "upsert_s": finished - copied,
+        "floor_s": finished - started,
+        "history_s": history - finished,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--database-url", required=True, help="a migrated warehouse (aed_data must exist)")
+    parser.add_argument("--rows", required=True, help="a validated rows file written by aed_validated")
+    args = parser.parse_args()
+    from aed_pipeline.lib.aed_rows import read_device_rows
+    from aed_pipeline.lib.warehouse import normalize_database_url
+
+    rows = list(read_device_rows(args.rows))
+    conninfo = normalize_database_url(args.database_url).replace("postgresql+psycopg://", "postgresql://")
+    print(json.dumps({"rows": len(rows), **measure_floor(conninfo, rows)}))
+
+
+if __name__ == "__main__":
+    main()
