@@ -165,11 +165,12 @@ def apply_snapshot(
             _cover(conn, partition)
             result = AedSyncResult(mode="current" if current else "history_only")
             if current:
-                _guard_against_current(conn, partition, missing_devices_guard)
-                result.changes = _sample_changes(conn, change_sample)
+                diff = _diff_against_current(conn)
+                missing = _guard_against_current(conn, diff, partition, missing_devices_guard)
+                result.changes = _sample_changes(conn, change_sample, where=_changed_ids(conn, diff, change_sample))
                 if reconcile:
                     result.drift = _sample_changes(conn, change_sample, where=_DRIFTED)
-                _apply_current(conn, partition, newest, result, change_sample, reconcile)
+                _apply_current(conn, partition, newest, result, diff, missing, change_sample, reconcile)
             else:
                 _guard_against_history(conn, partition, missing_devices_guard)
                 _count_against_history(conn, result, change_sample)
@@ -226,15 +227,40 @@ def _trip_guard(missing: int, reference: int, partition: date, guard: float, aga
         )
 
 
-def _guard_against_current(conn: Connection, partition: date, guard: float) -> None:
-    missing, active = conn.execute(
+def _diff_against_current(conn: Connection) -> dict[str, int]:
+    """Classify every staged device once (``aed_diff``): new, revived, changed or same; the counts.
+
+    Every later statement (guard, samples, writes) reads this small table instead of joining the
+    snapshot with ``aed_data`` again, and skips itself when its kind is absent.
+    """
+    conn.execute(
         sa.text(
-            "SELECT count(*) FILTER (WHERE NOT EXISTS "
-            "(SELECT 1 FROM aed_stage s WHERE s.equipment_serial = a.equipment_serial)), count(*) "
-            "FROM aed_data a WHERE a.deleted_at IS NULL"
+            "CREATE TEMPORARY TABLE aed_diff ON COMMIT DROP AS "
+            "SELECT s.equipment_serial, a.id, CASE WHEN a.id IS NULL THEN 'new' "
+            "WHEN a.deleted_at IS NOT NULL THEN 'revived' WHEN a.row_hash <> s.row_hash THEN 'changed' "
+            "ELSE 'same' END AS kind FROM aed_stage s LEFT JOIN aed_data a USING (equipment_serial)"
         )
-    ).one()
+    )
+    counts = dict(conn.execute(sa.text("SELECT kind, count(*) FROM aed_diff GROUP BY kind")).all())
+    return {kind: counts.get(kind, 0) for kind in ("new", "revived", "changed", "same")}
+
+
+def _guard_against_current(conn: Connection, diff: dict[str, int], partition: date, guard: float) -> int:
+    """Trip the guard when too many active devices are absent; returns how many are absent."""
+    active = conn.execute(sa.text("SELECT count(*) FROM aed_data WHERE deleted_at IS NULL")).scalar_one()
+    missing = active - diff["changed"] - diff["same"]  # the active devices the snapshot matched
     _trip_guard(missing, active, partition, guard, "active devices")
+    return missing
+
+
+def _changed_ids(conn: Connection, diff: dict[str, int], limit: int) -> str:
+    """A ``where`` for :func:`_sample_changes`: the first ``limit`` changed devices by serial."""
+    if not diff["changed"] or limit <= 0:
+        return "false"
+    ids = conn.execute(
+        sa.text("SELECT id FROM aed_diff WHERE kind = 'changed' ORDER BY equipment_serial LIMIT :n"), {"n": limit}
+    ).scalars().all()
+    return f"a.id IN ({', '.join(str(int(i)) for i in ids)})"
 
 
 def _guard_against_history(conn: Connection, partition: date, guard: float) -> None:
@@ -247,12 +273,10 @@ def _guard_against_history(conn: Connection, partition: date, guard: float) -> N
     _trip_guard(missing, recorded, partition, guard, f"devices the history records on {partition}")
 
 
-def _sample_changes(
-    conn: Connection, limit: int, where: str = "a.deleted_at IS NULL AND a.row_hash <> s.row_hash"
-) -> list[FieldChange]:
-    """Field by field, what changed for a sample of the devices matching ``where`` (by default the
-    updated ones; personal fields are not shown)."""
-    if limit <= 0:
+def _sample_changes(conn: Connection, limit: int, where: str) -> list[FieldChange]:
+    """Field by field, what changed for a sample of the devices matching ``where`` (personal fields
+    are not shown)."""
+    if limit <= 0 or where == "false":
         return []
     old = ", ".join(f"a.{c}::text" for c in _COMPARED)
     new = ", ".join(f"s.{c}::text" for c in _COMPARED)
@@ -280,61 +304,59 @@ def _apply_current(
     partition: date,
     previous_newest: date | None,
     result: AedSyncResult,
+    diff: dict[str, int],
+    missing: int,
     sample: int,
     reconcile: bool = False,
 ) -> None:
-    counts = conn.execute(
-        sa.text(
-            "SELECT count(*) FILTER (WHERE a.id IS NULL), "
-            "count(*) FILTER (WHERE a.deleted_at IS NOT NULL), "
-            "count(*) FILTER (WHERE a.deleted_at IS NULL AND a.row_hash <> s.row_hash), "
-            "count(*) FILTER (WHERE a.deleted_at IS NULL AND a.row_hash = s.row_hash) "
-            "FROM aed_stage s LEFT JOIN aed_data a USING (equipment_serial)"
-        )
-    ).one()
-    result.inserted, result.revived, result.updated, result.unchanged = counts
-    changed = "a.deleted_at IS NOT NULL OR a.row_hash <> s.row_hash"
+    result.inserted, result.revived, result.updated, result.unchanged = (
+        diff["new"], diff["revived"], diff["changed"], diff["same"]
+    )
     if reconcile:
         result.drifted = conn.execute(
             sa.text(f"SELECT count(*) FROM aed_stage s JOIN aed_data a USING (equipment_serial) WHERE {_DRIFTED}")
         ).scalar_one()
         result.unchanged -= result.drifted
-        changed += f" OR ({_DRIFTED})"
-    result.inserted_examples = conn.execute(
-        sa.text(
-            "SELECT s.equipment_serial FROM aed_stage s WHERE NOT EXISTS "
-            "(SELECT 1 FROM aed_data a WHERE a.equipment_serial = s.equipment_serial) "
-            "ORDER BY 1 LIMIT :n"
-        ),
-        {"n": sample},
-    ).scalars().all()
-    # Soft-delete first: its anti-join then scans only the rows already there, not the new ones.
-    deleted = conn.execute(
-        sa.text(
-            "UPDATE aed_data a SET deleted_at = now(), operation_status = 'removed', "
-            "last_seen = COALESCE(CAST(:previous AS date), a.last_seen), updated_at = now() "
-            "WHERE a.deleted_at IS NULL AND NOT EXISTS "
-            "(SELECT 1 FROM aed_stage s WHERE s.equipment_serial = a.equipment_serial) "
-            "RETURNING a.equipment_serial"
-        ),
-        {"previous": previous_newest if previous_newest and previous_newest < partition else None},
-    ).scalars().all()
-    conn.execute(
-        sa.text(
-            f"UPDATE aed_data a SET {_SET_FROM_STAGE}, deleted_at = NULL, last_seen = :d, updated_at = now() "
-            f"FROM aed_stage s WHERE a.equipment_serial = s.equipment_serial AND ({changed})"
-        ),
-        {"d": partition},
-    )
-    conn.execute(
-        sa.text(
-            f"INSERT INTO aed_data ({_COLUMNS}, first_seen, last_seen) SELECT {_STAGED}, :d, :d FROM aed_stage s "
-            "WHERE NOT EXISTS (SELECT 1 FROM aed_data a WHERE a.equipment_serial = s.equipment_serial)"
-        ),
-        {"d": partition},
-    )
-    result.deleted = len(deleted)
-    result.deleted_examples = sorted(deleted)[:sample]
+    if result.inserted:
+        result.inserted_examples = conn.execute(
+            sa.text("SELECT equipment_serial FROM aed_diff WHERE kind = 'new' ORDER BY 1 LIMIT :n"), {"n": sample}
+        ).scalars().all()
+    if missing:
+        deleted = conn.execute(
+            sa.text(
+                "UPDATE aed_data a SET deleted_at = now(), operation_status = 'removed', "
+                "last_seen = COALESCE(CAST(:previous AS date), a.last_seen), updated_at = now() "
+                "WHERE a.deleted_at IS NULL AND NOT EXISTS "
+                "(SELECT 1 FROM aed_stage s WHERE s.equipment_serial = a.equipment_serial) "
+                "RETURNING a.equipment_serial"
+            ),
+            {"previous": previous_newest if previous_newest and previous_newest < partition else None},
+        ).scalars().all()
+        result.deleted = len(deleted)
+        result.deleted_examples = sorted(deleted)[:sample]
+    if result.updated or result.revived or result.drifted:
+        # A reconciliation also rewrites the rows whose fields drifted although their hash matches.
+        drifted = f" OR (d.kind = 'same' AND {_DRIFTED})" if result.drifted else ""
+        conn.execute(
+            sa.text(
+                f"UPDATE aed_data a SET {_SET_FROM_STAGE}, deleted_at = NULL, last_seen = :d, updated_at = now() "
+                "FROM aed_diff d JOIN aed_stage s USING (equipment_serial) "
+                f"WHERE a.id = d.id AND (d.kind IN ('changed', 'revived'){drifted})"
+            ),
+            {"d": partition},
+        )
+    if result.inserted:
+        # A first load inserts every staged row: no need to look each one up in aed_diff.
+        only_new = "" if result.inserted == sum(diff.values()) else (
+            " WHERE s.equipment_serial IN (SELECT equipment_serial FROM aed_diff WHERE kind = 'new')"
+        )
+        conn.execute(
+            sa.text(
+                f"INSERT INTO aed_data ({_COLUMNS}, first_seen, last_seen) SELECT {_STAGED}, :d, :d "
+                f"FROM aed_stage s{only_new}"
+            ),
+            {"d": partition},
+        )
 
 
 def _count_against_history(conn: Connection, result: AedSyncResult, sample: int) -> None:
@@ -405,7 +427,9 @@ def _apply_history(conn: Connection, partition: date, next_observed: date | None
     ).rowcount
     result.history_opened = tails + opened
     result.history_closed = dropped + closed
-    if tails or dropped or opened:
+    # Identical neighbours arise only where a version was cut (tails, dropped) or a new one runs up
+    # to a later version (a backfill); a plain apply of the newest date has nothing to merge.
+    if tails or dropped or (opened and has_later):
         _merge_adjacent_versions(conn, partition)
 
 
