@@ -32,7 +32,8 @@ FLOOR_HISTORY_TABLE = "aed_floor_history"
 
 
 def measure_floor(conninfo: str, rows: Sequence[Sequence[Any]]) -> dict[str, float]:
-    """Seconds of the floor's COPY and upsert of ``rows`` (tuples in ``DEVICE_COLUMNS`` order), and of the history write."""
+    """Seconds of the floor's COPY and upsert of ``rows`` (tuples in ``DEVICE_COLUMNS`` order), of the
+    history write, and of the same COPY and upsert again when every row is already there (an unchanged day)."""
     columns = sql.SQL(", ").join(sql.Identifier(c) for c in DEVICE_COLUMNS)
     compared = [c for c in DEVICE_COLUMNS if c != "equipment_serial"]
     updates = sql.SQL(", ").join(sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in compared)
@@ -45,33 +46,41 @@ def measure_floor(conninfo: str, rows: Sequence[Sequence[Any]]) -> dict[str, flo
         conn.execute(
             sql.SQL("CREATE TABLE {t} (LIKE aed_data_history INCLUDING ALL)").format(t=sql.Identifier(FLOOR_HISTORY_TABLE))
         )
+        def stage_and_upsert() -> tuple[float, float]:
+            """COPY into a temporary table, then the upsert; returns the moments after each."""
+            conn.execute(
+                sql.SQL("CREATE TEMPORARY TABLE floor_stage ON COMMIT DROP AS SELECT {c} FROM aed_data WITH NO DATA")
+                .format(c=columns)
+            )
+            with conn.cursor() as cursor, cursor.copy(
+                sql.SQL("COPY floor_stage ({c}) FROM STDIN").format(c=columns)
+            ) as copy:
+                for row in rows:
+                    copy.write_row(row)
+            copied = time.perf_counter()
+            conn.execute(
+                sql.SQL(
+                    "INSERT INTO {t} ({c}, first_seen, last_seen) SELECT {c}, current_date, current_date "
+                    "FROM floor_stage ON CONFLICT (equipment_serial) DO UPDATE SET {u} "
+                    "WHERE ({old}) IS DISTINCT FROM ({new})"
+                ).format(t=sql.Identifier(FLOOR_TABLE), c=columns, u=updates, old=old, new=new)
+            )
+            return copied, time.perf_counter()
+
         try:
             started = time.perf_counter()
             with conn.transaction():
-                conn.execute(
-                    sql.SQL("CREATE TEMPORARY TABLE floor_stage ON COMMIT DROP AS SELECT {c} FROM aed_data WITH NO DATA")
-                    .format(c=columns)
-                )
-                with conn.cursor() as cursor, cursor.copy(
-                    sql.SQL("COPY floor_stage ({c}) FROM STDIN").format(c=columns)
-                ) as copy:
-                    for row in rows:
-                        copy.write_row(row)
-                copied = time.perf_counter()
-                conn.execute(
-                    sql.SQL(
-                        "INSERT INTO {t} ({c}, first_seen, last_seen) SELECT {c}, current_date, current_date "
-                        "FROM floor_stage ON CONFLICT (equipment_serial) DO UPDATE SET {u} "
-                        "WHERE ({old}) IS DISTINCT FROM ({new})"
-                    ).format(t=sql.Identifier(FLOOR_TABLE), c=columns, u=updates, old=old, new=new)
-                )
-                finished = time.perf_counter()
+                copied, finished = stage_and_upsert()
                 conn.execute(
                     sql.SQL("INSERT INTO {t} ({c}, valid_from) SELECT {c}, current_date FROM floor_stage").format(
                         t=sql.Identifier(FLOOR_HISTORY_TABLE), c=columns
                     )
                 )
                 history = time.perf_counter()
+            # The same rows again: the floor of an unchanged day (the upsert compares and writes nothing).
+            again = time.perf_counter()
+            with conn.transaction():
+                _, unchanged = stage_and_upsert()
         finally:
             conn.execute(sql.SQL("DROP TABLE IF EXISTS {t}").format(t=tables))
     return {
@@ -79,6 +88,7 @@ def measure_floor(conninfo: str, rows: Sequence[Sequence[Any]]) -> dict[str, flo
         "upsert_s": finished - copied,
         "floor_s": finished - started,
         "history_s": history - finished,
+        "unchanged_floor_s": unchanged - again,
     }
 
 

@@ -143,6 +143,10 @@ def run_set(count: int, day: str) -> dict[str, dict]:
           f"(staging COPY {full['staging_copy_seconds']:.2f} s) = {full['database_seconds'] / floor['floor_s']:.2f}x the floor")
     print(f"{count:>8}  floor + the history write (plain INSERT of the same rows into a copy of aed_data_history, "
           f"{floor['history_s']:.2f} s) = {with_history:.2f} s: sync = {full['database_seconds'] / with_history:.2f}x")
+    unchanged = results["unchanged"]
+    print(f"{count:>8}  unchanged day: floor (COPY + upsert writing nothing) {floor['unchanged_floor_s']:.2f} s; "
+          f"sync database phase {unchanged['database_seconds']:.2f} s = "
+          f"{unchanged['database_seconds'] / floor['unchanged_floor_s']:.2f}x")
     return results
 
 
