@@ -4,14 +4,17 @@ from datetime import date, timedelta
 
 import dagster as dg
 
-from aed_pipeline.defs.shared.partitions import MAX_RUNTIME_SECONDS, MAX_RUNTIME_TAG, flower_daily_partitions
+from aed_pipeline.defs.shared.partitions import (
+    MAX_RUNTIME_SECONDS,
+    MAX_RUNTIME_TAG,
+    PARTITION_RANGE_END_TAG,
+    PARTITION_RANGE_START_TAG,
+    flower_daily_partitions,
+)
 
 FLOWER_SYNC_JOB_NAME = "flower_sync"
 #: Settlements are corrected after the auction day: the daily run re-fetches this many earlier dates.
 SETTLEMENT_CORRECTION_DAYS = 3
-# Dagster's run tags for a run over a range of partitions (a single-run backfill).
-PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
-PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 # In-process: the chain is strictly sequential, and a process per step costs seconds (DESIGN §9).
 flower_sync_job = dg.define_asset_job(

@@ -21,8 +21,16 @@ import dagster as dg
 from dagster import DagsterEventType, DagsterRunStatus, RunsFilter
 from dagster._core.storage.event_log.base import EventLogCursor, RunStatusChangeRecordsFilter
 
-from aed_pipeline.defs.shared.partitions import MAX_RUNTIME_SECONDS, MAX_RUNTIME_TAG, SLOW_RUN_SECONDS
+from aed_pipeline.defs.shared.partitions import (
+    MAX_RUNTIME_SECONDS,
+    MAX_RUNTIME_TAG,
+    PARTITION_RANGE_END_TAG,
+    PARTITION_RANGE_START_TAG,
+    PARTITION_TAG,
+    SLOW_RUN_SECONDS,
+)
 from aed_pipeline.lib import settings
+from aed_pipeline.lib.aed_sync import MissingDevicesGuardTripped
 from aed_pipeline.lib.alerting import Alert, AlertDeliveryError, AlertSink, LogSink, SlackWebhookSink, run_url
 from aed_pipeline.lib.kst import KST
 
@@ -37,11 +45,8 @@ RUN_HISTORY_LIMIT = 50
 EVENTS_PER_TICK = 200
 #: Where each validated asset reports the rows its validation rejected.
 REJECTED_ROWS_METADATA = {"aed_validated": "rejected", "flower_auction_validated": "rejected_rows"}
-GUARD_ERROR = "MissingDevicesGuardTripped"
+GUARD_ERROR = MissingDevicesGuardTripped.__name__
 MAX_RUNTIME_TEXT = "maximum runtime"
-PARTITION_TAG = "dagster/partition"
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
 RETRY_NUMBER_TAG = "dagster/retry_number"
 
 
@@ -85,8 +90,8 @@ def _partition(run: dg.DagsterRun, partition: str | None = None) -> str | None:
     tags = run.tags
     if tags.get(PARTITION_TAG):
         return tags[PARTITION_TAG]
-    if tags.get(RANGE_START_TAG):
-        return f"{tags[RANGE_START_TAG]}…{tags.get(RANGE_END_TAG, '')}"
+    if tags.get(PARTITION_RANGE_START_TAG):
+        return f"{tags[PARTITION_RANGE_START_TAG]}…{tags.get(PARTITION_RANGE_END_TAG, '')}"
     return None
 
 

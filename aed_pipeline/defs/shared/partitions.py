@@ -30,6 +30,10 @@ flower_daily_partitions = dg.DailyPartitionsDefinition(
     end_offset=1,
 )
 
+#: Dagster's run tags for the partition of a run, or the range of partitions of a single-run backfill.
+PARTITION_TAG = "dagster/partition"
+PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
+PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
 #: Dagster's run-monitoring tag: a run still going after this many seconds is failed by the daemon
 #: (``run_monitoring`` in ``dagster.yaml``), which raises the critical "run over 1 hour" alert.
 MAX_RUNTIME_TAG = "dagster/max_runtime"
