@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from aed_pipeline.defs.egen_aed.assets import aed_data, aed_raw_snapshot, aed_validated
@@ -17,6 +16,7 @@ from aed_pipeline.defs.shared.resources import EgenApiResource, RawArchiveResour
 from aed_pipeline.lib.aed_records import validate_records
 from aed_pipeline.lib.archive import RawArchive
 from aed_pipeline.simulator import Simulator, SimulatorServer
+from aed_pipeline_tests.helpers import AED_TABLES, table_state
 
 AED_ASSETS = [aed_raw_snapshot, aed_validated, aed_data]
 
@@ -76,13 +76,7 @@ class AedHarness:
 
     def fingerprint(self) -> dict[str, Any]:
         """Every row of the AED tables (as text), to prove a failed run changed nothing."""
-        with self.engine.connect() as conn:
-            return {
-                table: conn.execute(
-                    sa.text(f"SELECT coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '') , count(*) FROM {table} t")
-                ).one()
-                for table in ("aed_data", "aed_data_history", "aed_snapshots")
-            }
+        return table_state(self.engine, AED_TABLES)
 
     def simulator_snapshot(self, day: dt.date) -> dict[str, dict[str, str]]:
         """The simulator's own view of the registry on ``day``: serial → record as served."""

@@ -1,4 +1,4 @@
-"""Helpers shared by the client tests: a scripted HTTP handler and the key-leak assertion."""
+"""Helpers shared by the tests: a scripted HTTP handler, the key-leak assertion, the tables' state."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 
 
 class ScriptedHandler:
@@ -80,3 +82,24 @@ DUPLICATE_A_SERVED_FLOWER_ROW = (
     "max_amt, min_amt, avg_amt, tot_amt, tot_qty, page, 9999, fetched_at, archive_ref "
     "FROM public_bidding_flowers WHERE flower_gubn = 3 AND row_in_page = 1"
 )
+
+
+#: The tables that hold synced data (not the run log): a failed run must leave them as they were.
+AED_TABLES = ("aed_data", "aed_data_history", "aed_snapshots")
+FLOWER_TABLES = ("public_bidding_flowers", "flower_types", "flowers", "bidding_flowers")
+DATA_TABLES = (*AED_TABLES, *FLOWER_TABLES, "rejected_records")
+
+
+def table_state(engine: Engine, tables: tuple[str, ...] = DATA_TABLES) -> dict[str, tuple[str, int]]:
+    """Every row of ``tables`` as text, digested: table → (md5 of the sorted rows, row count).
+
+    Two states are equal only if every row of every table is; the count is for the reports."""
+    with engine.connect() as conn:
+        return {
+            table: tuple(
+                conn.execute(
+                    sa.text(f"SELECT coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), ''), count(*) FROM {table} t")
+                ).one()
+            )
+            for table in tables
+        }
