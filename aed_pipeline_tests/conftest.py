@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -40,12 +41,26 @@ def embedded_pg(pipeline_home: Path) -> EmbeddedPostgres:
     return ensure_embedded_postgres(pipeline_home)
 
 
+@contextmanager
+def _new_database(server: EmbeddedPostgres) -> Iterator[str]:
+    """An empty database of its own on ``server``, dropped afterwards."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server.conninfo("postgres"), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield server.url(name)
+    with psycopg.connect(server.conninfo("postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture
 def fresh_database_url(embedded_pg: EmbeddedPostgres) -> Iterator[str]:
     """An empty database of its own on the embedded server, dropped after the test."""
-    name = f"test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(embedded_pg.conninfo("postgres"), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield embedded_pg.url(name)
-    with psycopg.connect(embedded_pg.conninfo("postgres"), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with _new_database(embedded_pg) as url:
+        yield url
+
+
+@pytest.fixture
+def reference_database_url(embedded_pg: EmbeddedPostgres) -> Iterator[str]:
+    """A second empty database, for the same data applied another way to be compared with."""
+    with _new_database(embedded_pg) as url:
+        yield url

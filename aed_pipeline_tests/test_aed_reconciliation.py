@@ -49,8 +49,9 @@ def test_reconciliation_repairs_rows_edited_by_hand_that_the_daily_diff_cannot_s
         # A device that the registry no longer lists but the table still shows as active.
         conn.execute(
             sa.text(
-                "INSERT INTO aed_data (equipment_serial, sido, gugun, row_hash, first_seen, last_seen) "
-                "SELECT 'GHOST-0001', sido, gugun, row_hash, first_seen, last_seen FROM aed_data WHERE equipment_serial = :s"
+                "INSERT INTO aed_data (equipment_serial, sido, gugun, row_hash, first_seen, last_seen, version_since) "
+                "SELECT 'GHOST-0001', sido, gugun, row_hash, first_seen, last_seen, version_since FROM aed_data "
+                "WHERE equipment_serial = :s"
             ),
             {"s": other},
         )

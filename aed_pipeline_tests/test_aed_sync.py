@@ -56,7 +56,7 @@ def _history_on(engine, day: dt.date) -> dict[str, bytes]:
     with engine.connect() as conn:
         rows = conn.execute(
             sa.text(
-                "SELECT equipment_serial, row_hash FROM aed_data_history "
+                "SELECT equipment_serial, row_hash FROM aed_data_versions "
                 "WHERE valid_from <= :d AND (valid_to IS NULL OR valid_to > :d)"
             ),
             {"d": day},
@@ -372,7 +372,7 @@ def test_history_answers_the_registry_of_every_simulated_date(small):
         stored = dict(
             conn.execute(
                 sa.text(
-                    "SELECT equipment_serial, installation_position FROM aed_data_history "
+                    "SELECT equipment_serial, installation_position FROM aed_data_versions "
                     "WHERE valid_from <= :d AND (valid_to IS NULL OR valid_to > :d)"
                 ),
                 {"d": probe},

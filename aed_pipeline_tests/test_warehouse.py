@@ -104,8 +104,8 @@ def test_aed_data_rejects_an_unknown_health_center(fresh_database_url: str) -> N
     engine = create_warehouse_engine(fresh_database_url)
     upgrade_schema(engine)
     insert = sa.text(
-        "INSERT INTO aed_data (equipment_serial, jurisdiction_health_center, row_hash, first_seen, last_seen) "
-        "VALUES (:serial, :center, '\\x00', DATE '2026-11-23', DATE '2026-11-23')"
+        "INSERT INTO aed_data (equipment_serial, jurisdiction_health_center, row_hash, first_seen, last_seen, "
+        "version_since) VALUES (:serial, :center, '\\x00', DATE '2026-11-23', DATE '2026-11-23', DATE '2026-11-23')"
     )
     with engine.begin() as conn:
         conn.execute(insert, {"serial": "031-150316-007123", "center": "서울특별시 종로구보건소"})

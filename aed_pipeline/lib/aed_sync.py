@@ -1,17 +1,23 @@
 """Applying one day's validated AED snapshot to ``aed_data`` and ``aed_data_history``.
 
+The registry is versioned like an SQL:2011 system-versioned table: the current version of a device is
+its ``aed_data`` row (its values hold since ``version_since``), and ``aed_data_history`` keeps the
+versions that ended (SCD2 over partition dates: ``valid_from`` ≤ day < ``valid_to``). The view
+``aed_data_versions`` shows both: the registry of any day is one query on it. Each device is thus
+written once on a first load, and a change writes the new values and the one version it closes.
+
 Everything happens in one transaction, so readers see the registry before or after a sync, never in
 between, and a failure anywhere leaves every table as it was:
 
 1. COPY the snapshot into a temporary staging table.
 2. The missing-devices guard: if more than a share (default 5 %) of the active devices are absent
    from the snapshot, stop and write nothing (a half-served registry must not retire devices).
-3. ``aed_data`` (only when the snapshot is the newest applied): a set-based diff on ``row_hash``:
-   insert new devices, update changed ones, revive returning ones, soft-delete (``deleted_at``)
-   missing ones, and leave unchanged rows untouched, so an unchanged day writes nothing.
-4. ``aed_data_history`` (SCD2 over partition dates): the versions are re-derived for this date.
-   Which dates were observed is known (``aed_snapshots``), so a backfill of a date between two
-   applied ones changes only what that date says, up to the next observed date.
+3. The newest date (the daily run): a set-based diff on ``row_hash``. The versions of changed and
+   missing devices are closed into the history, then ``aed_data`` inserts new devices, updates
+   changed ones, revives returning ones, soft-deletes (``deleted_at``) missing ones, and leaves
+   unchanged rows untouched, so an unchanged day writes nothing.
+4. An older date (a backfill): the history is re-derived for that date only, up to the next observed
+   date (``aed_snapshots`` says which dates were observed); ``aed_data`` keeps the newest values.
 5. ``aed_snapshots`` and the ``sync_runs`` row, committed with the data.
 
 A **reconciliation** (``reconcile=True``, the Sunday run) trusts no stored ``row_hash``: it compares
@@ -46,6 +52,7 @@ DEFAULT_MISSING_DEVICES_GUARD = 0.05
 _COLUMNS = ", ".join(DEVICE_COLUMNS)
 _STAGED = ", ".join(f"s.{c}" for c in DEVICE_COLUMNS)
 _FROM_HISTORY = ", ".join(f"h.{c}" for c in DEVICE_COLUMNS)
+_FROM_CURRENT = ", ".join(f"a.{c}" for c in DEVICE_COLUMNS)
 _SET_FROM_STAGE = ", ".join(f"{c} = s.{c}" for c in DEVICE_COLUMNS if c != "equipment_serial")
 _COMPARED = [c for c in DEVICE_COLUMNS if c not in ("equipment_serial", "row_hash")]
 # A stored row whose fields differ from the snapshot although its hash matches: edited by hand.
@@ -162,7 +169,6 @@ def apply_snapshot(
                 sa.text("SELECT min(partition_date) FROM aed_snapshots WHERE partition_date > :d"), {"d": partition}
             ).scalar()
             current = newest is None or partition >= newest
-            _cover(conn, partition)
             result = AedSyncResult(mode="current" if current else "history_only")
             if current:
                 diff = _diff_against_current(conn)
@@ -170,11 +176,12 @@ def apply_snapshot(
                 result.changes = _sample_changes(conn, change_sample, where=_changed_ids(conn, diff, change_sample))
                 if reconcile:
                     result.drift = _sample_changes(conn, change_sample, where=_DRIFTED)
+                result.history_closed = _close_versions(conn, partition, diff, missing)
                 _apply_current(conn, partition, newest, result, diff, missing, change_sample, reconcile)
+                rejoined = _rejoin_versions(conn, partition) if partition == newest else 0
+                result.history_opened = result.inserted + result.updated + result.revived - rejoined
             else:
-                _guard_against_history(conn, partition, missing_devices_guard)
-                _count_against_history(conn, result, change_sample)
-            _apply_history(conn, partition, next_observed, result)
+                _history_with_open_versions(conn, partition, next_observed, result, missing_devices_guard, change_sample)
             _record_snapshot(conn, snapshot, run_id)
             result.newest_applied = max(partition, newest) if newest else partition
             run.counts.inserted = result.inserted
@@ -216,6 +223,75 @@ def _cover(conn: Connection, partition: date) -> None:
         {"d": partition},
     )
     conn.execute(sa.text("ANALYZE aed_cover"))
+
+
+def _close_versions(conn: Connection, partition: date, diff: dict[str, int], missing: int) -> int:
+    """Close into the history the current versions the snapshot ends: of changed and missing devices.
+
+    Runs before ``aed_data`` is written, as it reads the old values. A version that began on this
+    very date (a re-run of the newest date) held on no day, so it is not kept."""
+    if not diff["changed"] and not missing:
+        return 0
+    return conn.execute(
+        sa.text(
+            f"INSERT INTO aed_data_history ({_COLUMNS}, valid_from, valid_to) "
+            f"SELECT {_FROM_CURRENT}, a.version_since, :d FROM aed_data a "
+            "WHERE a.deleted_at IS NULL AND a.version_since < :d AND ("
+            "a.id IN (SELECT id FROM aed_diff WHERE kind = 'changed') OR NOT EXISTS "
+            "(SELECT 1 FROM aed_stage s WHERE s.equipment_serial = a.equipment_serial))"
+        ),
+        {"d": partition},
+    ).rowcount
+
+
+def _rejoin_versions(conn: Connection, partition: date) -> int:
+    """On a re-run of the newest date: a device whose values are back to the version a first run of
+    this date closed continues that version (it never ended). Returns how many were rejoined."""
+    return conn.execute(
+        sa.text(
+            "WITH rejoined AS (DELETE FROM aed_data_history h USING aed_diff d, aed_data a "
+            "WHERE d.kind IN ('changed', 'revived') AND a.id = d.id AND a.version_since = :d "
+            "AND h.equipment_serial = a.equipment_serial AND h.valid_to = :d AND h.row_hash = a.row_hash "
+            "RETURNING h.equipment_serial, h.valid_from) "
+            "UPDATE aed_data a SET version_since = r.valid_from FROM rejoined r "
+            "WHERE a.equipment_serial = r.equipment_serial"
+        ),
+        {"d": partition},
+    ).rowcount
+
+
+def _history_with_open_versions(
+    conn: Connection,
+    partition: date,
+    next_observed: date | None,
+    result: AedSyncResult,
+    guard: float,
+    sample: int,
+) -> None:
+    """A backfill: re-derive the history of an older date, ``aed_data`` keeping the newest values.
+
+    The re-derivation works on every version of a device, so the open versions (the ``aed_data``
+    rows) join the history for the duration of the transaction, and leave it again with their
+    ``version_since`` as the re-derivation left it (a version can be cut at the backfilled date or
+    joined with an earlier one of the same values). Backfills are rare; the copy is their cost."""
+    conn.execute(
+        sa.text(
+            f"INSERT INTO aed_data_history ({_COLUMNS}, valid_from, valid_to) "
+            f"SELECT {_COLUMNS}, version_since, NULL FROM aed_data WHERE deleted_at IS NULL"
+        )
+    )
+    _cover(conn, partition)
+    _guard_against_history(conn, partition, guard)
+    _count_against_history(conn, result, sample)
+    _apply_history(conn, partition, next_observed, result)
+    conn.execute(
+        sa.text(
+            "UPDATE aed_data a SET version_since = h.valid_from FROM aed_data_history h "
+            "WHERE h.valid_to IS NULL AND h.equipment_serial = a.equipment_serial "
+            "AND a.version_since <> h.valid_from"
+        )
+    )
+    conn.execute(sa.text("DELETE FROM aed_data_history WHERE valid_to IS NULL"))
 
 
 def _trip_guard(missing: int, reference: int, partition: date, guard: float, against: str) -> None:
@@ -339,7 +415,9 @@ def _apply_current(
         drifted = f" OR (d.kind = 'same' AND {_DRIFTED})" if result.drifted else ""
         conn.execute(
             sa.text(
-                f"UPDATE aed_data a SET {_SET_FROM_STAGE}, deleted_at = NULL, last_seen = :d, updated_at = now() "
+                f"UPDATE aed_data a SET {_SET_FROM_STAGE}, deleted_at = NULL, last_seen = :d, updated_at = now(), "
+                # New values open a new version; a repaired drift restores the values of the current one.
+                "version_since = CASE WHEN d.kind = 'same' THEN a.version_since ELSE :d END "
                 "FROM aed_diff d JOIN aed_stage s USING (equipment_serial) "
                 f"WHERE a.id = d.id AND (d.kind IN ('changed', 'revived'){drifted})"
             ),
@@ -352,7 +430,7 @@ def _apply_current(
         )
         conn.execute(
             sa.text(
-                f"INSERT INTO aed_data ({_COLUMNS}, first_seen, last_seen) SELECT {_STAGED}, :d, :d "
+                f"INSERT INTO aed_data ({_COLUMNS}, first_seen, last_seen, version_since) SELECT {_STAGED}, :d, :d, :d "
                 f"FROM aed_stage s{only_new}"
             ),
             {"d": partition},
@@ -528,7 +606,7 @@ def post_write_figures(engine: Engine, partition: date) -> PostWriteFigures:
         active = conn.execute(sa.text("SELECT count(*) FROM aed_data WHERE deleted_at IS NULL")).scalar_one()
         on_date = conn.execute(
             sa.text(
-                "SELECT count(*) FROM aed_data_history WHERE valid_from <= :d AND (valid_to IS NULL OR valid_to > :d)"
+                "SELECT count(*) FROM aed_data_versions WHERE valid_from <= :d AND (valid_to IS NULL OR valid_to > :d)"
             ),
             {"d": partition},
         ).scalar_one()
