@@ -160,7 +160,10 @@ def apply_snapshot(
         started = time.perf_counter()
         with engine.begin() as conn:
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": AED_SYNC_LOCK_KEY})
-            _stage(conn, snapshot.rows_path)
+            # A first load has nothing to compare with: every staged row is new, and neither the diff
+            # nor the stage's index and statistics (there only for the diff's joins) are needed.
+            first_load = not conn.execute(sa.text("SELECT EXISTS (SELECT 1 FROM aed_data)")).scalar_one()
+            _stage(conn, snapshot.rows_path, for_diff=not first_load)
             stage_seconds = time.perf_counter() - started
             if after_stage is not None:
                 after_stage(conn)
@@ -171,14 +174,16 @@ def apply_snapshot(
             current = newest is None or partition >= newest
             result = AedSyncResult(mode="current" if current else "history_only")
             if current:
-                diff = _diff_against_current(conn)
-                missing = _guard_against_current(conn, diff, partition, missing_devices_guard)
+                diff = _all_new(snapshot.valid) if first_load else _diff_against_current(conn)
+                _guard_against_current(diff, partition, missing_devices_guard)
                 result.changes = _sample_changes(conn, change_sample, where=_changed_ids(conn, diff, change_sample))
                 if reconcile:
                     result.drift = _sample_changes(conn, change_sample, where=_DRIFTED)
-                result.history_closed = _close_versions(conn, partition, diff, missing)
-                _apply_current(conn, partition, newest, result, diff, missing, change_sample, reconcile)
-                rejoined = _rejoin_versions(conn, partition) if partition == newest else 0
+                result.history_closed = _close_versions(conn, partition, diff)
+                _apply_current(conn, partition, newest, result, diff, change_sample, reconcile, first_load)
+                rejoined = (
+                    _rejoin_versions(conn, partition) if partition == newest and (diff["changed"] or diff["revived"]) else 0
+                )
                 result.history_opened = result.inserted + result.updated + result.revived - rejoined
             else:
                 _history_with_open_versions(conn, partition, next_observed, result, missing_devices_guard, change_sample)
@@ -202,11 +207,13 @@ def apply_snapshot(
     return result
 
 
-def _stage(conn: Connection, rows_path: str) -> None:
+def _stage(conn: Connection, rows_path: str, *, for_diff: bool) -> None:
     conn.execute(
         sa.text(f"CREATE TEMPORARY TABLE aed_stage ON COMMIT DROP AS SELECT {_COLUMNS} FROM aed_data WITH NO DATA")
     )
     copy_device_rows(conn, "aed_stage", rows_path)
+    if not for_diff:
+        return
     conn.execute(sa.text("CREATE UNIQUE INDEX ON aed_stage (equipment_serial)"))
     # The joins need statistics of the key and the hash only; those of all 40 columns cost more than the joins.
     conn.execute(sa.text("ANALYZE aed_stage (equipment_serial, row_hash)"))
@@ -225,20 +232,18 @@ def _cover(conn: Connection, partition: date) -> None:
     conn.execute(sa.text("ANALYZE aed_cover"))
 
 
-def _close_versions(conn: Connection, partition: date, diff: dict[str, int], missing: int) -> int:
-    """Close into the history the current versions the snapshot ends: of changed and missing devices.
+def _close_versions(conn: Connection, partition: date, diff: dict[str, int]) -> int:
+    """Close into the history the current versions the snapshot ends: of changed and gone devices.
 
     Runs before ``aed_data`` is written, as it reads the old values. A version that began on this
     very date (a re-run of the newest date) held on no day, so it is not kept."""
-    if not diff["changed"] and not missing:
+    if not diff["changed"] and not diff["gone"]:
         return 0
     return conn.execute(
         sa.text(
             f"INSERT INTO aed_data_history ({_COLUMNS}, valid_from, valid_to) "
-            f"SELECT {_FROM_CURRENT}, a.version_since, :d FROM aed_data a "
-            "WHERE a.deleted_at IS NULL AND a.version_since < :d AND ("
-            "a.id IN (SELECT id FROM aed_diff WHERE kind = 'changed') OR NOT EXISTS "
-            "(SELECT 1 FROM aed_stage s WHERE s.equipment_serial = a.equipment_serial))"
+            f"SELECT {_FROM_CURRENT}, a.version_since, :d FROM aed_data a JOIN aed_diff d ON d.id = a.id "
+            "WHERE d.kind IN ('changed', 'gone') AND a.version_since < :d"
         ),
         {"d": partition},
     ).rowcount
@@ -303,30 +308,38 @@ def _trip_guard(missing: int, reference: int, partition: date, guard: float, aga
         )
 
 
-def _diff_against_current(conn: Connection) -> dict[str, int]:
-    """Classify every staged device once (``aed_diff``): new, revived, changed or same; the counts.
+_KINDS = ("new", "revived", "changed", "same", "gone")
 
-    Every later statement (guard, samples, writes) reads this small table instead of joining the
-    snapshot with ``aed_data`` again, and skips itself when its kind is absent.
+
+def _all_new(staged: int) -> dict[str, int]:
+    """The diff of a first load, without computing it: every staged device is new."""
+    return {kind: staged if kind == "new" else 0 for kind in _KINDS}
+
+
+def _diff_against_current(conn: Connection) -> dict[str, int]:
+    """Classify every device once (``aed_diff``): new, revived, changed, same, or gone (active in
+    ``aed_data``, absent from the snapshot); returns the counts.
+
+    One join of the snapshot with ``aed_data`` serves every later statement (guard, samples, version
+    closing, writes), and each skips itself when its kind is absent.
     """
     conn.execute(
         sa.text(
             "CREATE TEMPORARY TABLE aed_diff ON COMMIT DROP AS "
-            "SELECT s.equipment_serial, a.id, CASE WHEN a.id IS NULL THEN 'new' "
+            "SELECT equipment_serial, a.id, CASE WHEN s.row_hash IS NULL THEN 'gone' WHEN a.id IS NULL THEN 'new' "
             "WHEN a.deleted_at IS NOT NULL THEN 'revived' WHEN a.row_hash <> s.row_hash THEN 'changed' "
-            "ELSE 'same' END AS kind FROM aed_stage s LEFT JOIN aed_data a USING (equipment_serial)"
+            "ELSE 'same' END AS kind FROM aed_stage s FULL JOIN aed_data a USING (equipment_serial) "
+            "WHERE s.row_hash IS NOT NULL OR a.deleted_at IS NULL"
         )
     )
     counts = dict(conn.execute(sa.text("SELECT kind, count(*) FROM aed_diff GROUP BY kind")).all())
-    return {kind: counts.get(kind, 0) for kind in ("new", "revived", "changed", "same")}
+    return {kind: counts.get(kind, 0) for kind in _KINDS}
 
 
-def _guard_against_current(conn: Connection, diff: dict[str, int], partition: date, guard: float) -> int:
-    """Trip the guard when too many active devices are absent; returns how many are absent."""
-    active = conn.execute(sa.text("SELECT count(*) FROM aed_data WHERE deleted_at IS NULL")).scalar_one()
-    missing = active - diff["changed"] - diff["same"]  # the active devices the snapshot matched
-    _trip_guard(missing, active, partition, guard, "active devices")
-    return missing
+def _guard_against_current(diff: dict[str, int], partition: date, guard: float) -> None:
+    """Trip the guard when too many active devices are absent from the snapshot."""
+    active = diff["changed"] + diff["same"] + diff["gone"]
+    _trip_guard(diff["gone"], active, partition, guard, "active devices")
 
 
 def _changed_ids(conn: Connection, diff: dict[str, int], limit: int) -> str:
@@ -381,9 +394,9 @@ def _apply_current(
     previous_newest: date | None,
     result: AedSyncResult,
     diff: dict[str, int],
-    missing: int,
     sample: int,
-    reconcile: bool = False,
+    reconcile: bool,
+    first_load: bool,
 ) -> None:
     result.inserted, result.revived, result.updated, result.unchanged = (
         diff["new"], diff["revived"], diff["changed"], diff["same"]
@@ -394,17 +407,16 @@ def _apply_current(
         ).scalar_one()
         result.unchanged -= result.drifted
     if result.inserted:
+        new = "aed_stage" if first_load else "aed_diff WHERE kind = 'new'"
         result.inserted_examples = conn.execute(
-            sa.text("SELECT equipment_serial FROM aed_diff WHERE kind = 'new' ORDER BY 1 LIMIT :n"), {"n": sample}
+            sa.text(f"SELECT equipment_serial FROM {new} ORDER BY 1 LIMIT :n"), {"n": sample}
         ).scalars().all()
-    if missing:
+    if diff["gone"]:
         deleted = conn.execute(
             sa.text(
                 "UPDATE aed_data a SET deleted_at = now(), operation_status = 'removed', "
                 "last_seen = COALESCE(CAST(:previous AS date), a.last_seen), updated_at = now() "
-                "WHERE a.deleted_at IS NULL AND NOT EXISTS "
-                "(SELECT 1 FROM aed_stage s WHERE s.equipment_serial = a.equipment_serial) "
-                "RETURNING a.equipment_serial"
+                "FROM aed_diff d WHERE a.id = d.id AND d.kind = 'gone' RETURNING a.equipment_serial"
             ),
             {"previous": previous_newest if previous_newest and previous_newest < partition else None},
         ).scalars().all()
@@ -424,8 +436,8 @@ def _apply_current(
             {"d": partition},
         )
     if result.inserted:
-        # A first load inserts every staged row: no need to look each one up in aed_diff.
-        only_new = "" if result.inserted == sum(diff.values()) else (
+        # When every staged row is new (a first load), no need to look each one up in aed_diff.
+        only_new = "" if diff["revived"] + diff["changed"] + diff["same"] == 0 else (
             " WHERE s.equipment_serial IN (SELECT equipment_serial FROM aed_diff WHERE kind = 'new')"
         )
         conn.execute(
