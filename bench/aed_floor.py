@@ -9,9 +9,8 @@ tuples built before the clock starts, so the floor pays for nothing but the data
 protocol. Nothing is kept: the copy tables are dropped afterwards. ``bench/aed_sync.py`` runs it in
 the same run as the sync and prints the ratio of the sync's database phase to it.
 
-The sync also writes every new version into ``aed_data_history`` (SCD2), which the floor does not;
-``history_s`` is, separately, one plain INSERT of the staged rows into an empty copy of
-``aed_data_history``: the least that second write costs.
+The floor writes each row once, as the sync does: the open version of a device is its ``aed_data``
+row, and ``aed_data_history`` receives only the versions a later day closes (migration 0003).
 """
 
 from __future__ import annotations
@@ -28,24 +27,21 @@ from psycopg import sql
 from aed_pipeline.lib.aed_records import DEVICE_COLUMNS
 
 FLOOR_TABLE = "aed_floor"
-FLOOR_HISTORY_TABLE = "aed_floor_history"
 
 
 def measure_floor(conninfo: str, rows: Sequence[Sequence[Any]]) -> dict[str, float]:
-    """Seconds of the floor's COPY and upsert of ``rows`` (tuples in ``DEVICE_COLUMNS`` order), of the
-    history write, and of the same COPY and upsert again when every row is already there (an unchanged day)."""
+    """Seconds of the floor's COPY and upsert of ``rows`` (tuples in ``DEVICE_COLUMNS`` order), and of
+    the same COPY and upsert again when every row is already there (an unchanged day)."""
     columns = sql.SQL(", ").join(sql.Identifier(c) for c in DEVICE_COLUMNS)
     compared = [c for c in DEVICE_COLUMNS if c != "equipment_serial"]
     updates = sql.SQL(", ").join(sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in compared)
     old = sql.SQL(", ").join(sql.SQL("{t}.{c}").format(t=sql.Identifier(FLOOR_TABLE), c=sql.Identifier(c)) for c in compared)
     new = sql.SQL(", ").join(sql.SQL("EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in compared)
-    tables = sql.SQL(", ").join(sql.Identifier(t) for t in (FLOOR_TABLE, FLOOR_HISTORY_TABLE))
+    table = sql.Identifier(FLOOR_TABLE)
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP TABLE IF EXISTS {t}").format(t=tables))
-        conn.execute(sql.SQL("CREATE TABLE {t} (LIKE aed_data INCLUDING ALL)").format(t=sql.Identifier(FLOOR_TABLE)))
-        conn.execute(
-            sql.SQL("CREATE TABLE {t} (LIKE aed_data_history INCLUDING ALL)").format(t=sql.Identifier(FLOOR_HISTORY_TABLE))
-        )
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {t}").format(t=table))
+        conn.execute(sql.SQL("CREATE TABLE {t} (LIKE aed_data INCLUDING ALL)").format(t=table))
+
         def stage_and_upsert() -> tuple[float, float]:
             """COPY into a temporary table, then the upsert; returns the moments after each."""
             conn.execute(
@@ -60,10 +56,11 @@ def measure_floor(conninfo: str, rows: Sequence[Sequence[Any]]) -> dict[str, flo
             copied = time.perf_counter()
             conn.execute(
                 sql.SQL(
-                    "INSERT INTO {t} ({c}, first_seen, last_seen) SELECT {c}, current_date, current_date "
+                    "INSERT INTO {t} ({c}, first_seen, last_seen, version_since) "
+                    "SELECT {c}, current_date, current_date, current_date "
                     "FROM floor_stage ON CONFLICT (equipment_serial) DO UPDATE SET {u} "
                     "WHERE ({old}) IS DISTINCT FROM ({new})"
-                ).format(t=sql.Identifier(FLOOR_TABLE), c=columns, u=updates, old=old, new=new)
+                ).format(t=table, c=columns, u=updates, old=old, new=new)
             )
             return copied, time.perf_counter()
 
@@ -71,23 +68,16 @@ def measure_floor(conninfo: str, rows: Sequence[Sequence[Any]]) -> dict[str, flo
             started = time.perf_counter()
             with conn.transaction():
                 copied, finished = stage_and_upsert()
-                conn.execute(
-                    sql.SQL("INSERT INTO {t} ({c}, valid_from) SELECT {c}, current_date FROM floor_stage").format(
-                        t=sql.Identifier(FLOOR_HISTORY_TABLE), c=columns
-                    )
-                )
-                history = time.perf_counter()
             # The same rows again: the floor of an unchanged day (the upsert compares and writes nothing).
             again = time.perf_counter()
             with conn.transaction():
                 _, unchanged = stage_and_upsert()
         finally:
-            conn.execute(sql.SQL("DROP TABLE IF EXISTS {t}").format(t=tables))
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {t}").format(t=table))
     return {
         "copy_s": copied - started,
         "upsert_s": finished - copied,
         "floor_s": finished - started,
-        "history_s": history - finished,
         "unchanged_floor_s": unchanged - again,
     }
 

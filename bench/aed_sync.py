@@ -16,7 +16,7 @@ go to a temporary folder. Each mode runs in a fresh child process (peak RSS is t
                DISTINCT FROM into an empty copy of aed_data. The rows are read before the clock starts.
 
 Per-step seconds come from Dagster's own step events; `db s` is the time inside `apply_snapshot`'s
-transaction (staging COPY, guard, diff, history, sync log; reported by aed_data as
+transaction (staging COPY, guard, diff, closed versions, sync log; reported by aed_data as
 `database_seconds`); `server cpu s` is the simulator process's CPU time while the mode ran (the
 share of `raw s` that is the outside world generating and serving its pages).
 """
@@ -137,12 +137,9 @@ def run_set(count: int, day: str) -> dict[str, dict]:
         server.wait(timeout=10)
         stop_embedded_postgres(work / "home")
     floor, full = results["floor"], results["full"]
-    with_history = floor["floor_s"] + floor["history_s"]
     print(f"{count:>8}  floor: COPY {floor['copy_s']:.2f} s + upsert {floor['upsert_s']:.2f} s = {floor['floor_s']:.2f} s "
           f"({floor['rows'] / floor['floor_s']:,.0f} rows/s); sync database phase {full['database_seconds']:.2f} s "
           f"(staging COPY {full['staging_copy_seconds']:.2f} s) = {full['database_seconds'] / floor['floor_s']:.2f}x the floor")
-    print(f"{count:>8}  floor + the history write (plain INSERT of the same rows into a copy of aed_data_history, "
-          f"{floor['history_s']:.2f} s) = {with_history:.2f} s: sync = {full['database_seconds'] / with_history:.2f}x")
     unchanged = results["unchanged"]
     print(f"{count:>8}  unchanged day: floor (COPY + upsert writing nothing) {floor['unchanged_floor_s']:.2f} s; "
           f"sync database phase {unchanged['database_seconds']:.2f} s = "
