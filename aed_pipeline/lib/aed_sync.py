@@ -607,7 +607,7 @@ class PostWriteFigures:
     """What the tables hold after a sync, for the checks on ``aed_data``."""
 
     active_rows: int
-    history_rows_on_date: int
+    versions_on_date: int
     unknown_health_centers: int
     duplicate_serials: int
     newest_applied: date | None

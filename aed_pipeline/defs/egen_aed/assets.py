@@ -276,7 +276,7 @@ AED_DATA_COLUMNS = dg.TableSchema(
 )
 
 POST_WRITE_CHECKS = {
-    "active_rows_match_snapshot": "aed_data's active rows (and the history's rows valid on the date) = the validated rows.",
+    "active_rows_match_snapshot": "aed_data's active rows (and the versions valid on the date) = the validated rows.",
     "health_centers_exist": "Every jurisdiction_health_center exists in health_centers.",
     "serials_unique_in_table": "equipment_serial is unique in aed_data.",
 }
@@ -292,7 +292,8 @@ POST_WRITE_CHECKS = {
     metadata={"dagster/column_schema": AED_DATA_COLUMNS, "dagster/table_name": "public.aed_data"},
     description=(
         "The current e-gen AED registry, one row per device, diff-applied in one transaction (insert, update, "
-        "soft-delete, revive; unchanged rows untouched), with its SCD2 history in aed_data_history. "
+        "soft-delete, revive; unchanged rows untouched); the versions it ends go to aed_data_history "
+        "(every version: view aed_data_versions). "
         "An older partition only re-derives that day's history."
     ),
 )
@@ -316,7 +317,7 @@ def aed_data(
     partition = aed_validated.partition_date
     figures = post_write_figures(engine, partition)
     valid_rows = aed_validated.valid
-    active_ok = figures.history_rows_on_date == valid_rows and (
+    active_ok = figures.versions_on_date == valid_rows and (
         result.mode != "current" or figures.active_rows == valid_rows
     )
     context.log.info(
@@ -352,7 +353,7 @@ def aed_data(
                 metadata={
                     "validated_rows": valid_rows,
                     "active_rows": figures.active_rows,
-                    "history_rows_on_date": figures.history_rows_on_date,
+                    "versions_on_date": figures.versions_on_date,
                     "mode": result.mode,
                 },
             ),
