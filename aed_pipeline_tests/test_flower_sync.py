@@ -21,24 +21,19 @@ from aed_pipeline.defs.at_flower.jobs import (
     PARTITION_RANGE_START_TAG,
     flower_daily_run_request,
     flower_sync_job,
-    partition_range_tags,
 )
 from aed_pipeline.defs.at_flower.tables import flower_tables
-from aed_pipeline.defs.shared.io import PartitionedPickleIOManager
-from aed_pipeline.defs.shared.resources import AtFlowerApiResource, RawArchiveResource, WarehouseResource
+from aed_pipeline.defs.shared.resources import AtFlowerApiResource
 from aed_pipeline.lib.archive import RawArchive
 from aed_pipeline.lib.flower_archive import archived_flower_day
 from aed_pipeline.lib.flower_days import CHECK_DUPLICATE_KEYS, CHECK_PRICE_INVARIANTS, CHECK_VOLUME
 from aed_pipeline.simulator import Simulator, SimulatorServer
+from aed_pipeline_tests.flower_support import ASSETS, KEY, NO_WAIT, SETTLED, flower_resources, run
 from aed_pipeline_tests.helpers import DUPLICATE_A_SERVED_FLOWER_ROW
 
-KEY = "MARKERAT0123456789ABCDEF01234567"
 MONDAY = date(2026, 3, 9)
 SUNDAY = date(2026, 3, 8)
 HOLIDAY = date(2026, 3, 2)  # Alternative holiday for Independence Movement Day (a Monday)
-SETTLED = date(2026, 4, 30)  # the simulator's clock: every date above is settled
-ASSETS = [flower_auction_raw, public_bidding_flowers, flower_auction_validated, flower_tables]
-NO_WAIT = {"ops": {"flower_auction_raw": {"config": {"transient_retry_wait_seconds": 0}}}}
 
 
 @pytest.fixture(scope="module")
@@ -63,35 +58,12 @@ def clean_simulator(sim: Simulator) -> Iterator[None]:
 
 @pytest.fixture
 def resources(server: SimulatorServer, fresh_database_url: str, tmp_path: Path) -> dict:
-    return {
-        "warehouse": WarehouseResource(database_url=fresh_database_url),
-        "at_flower_api": AtFlowerApiResource(service_key=KEY, base_url=server.at_base_url),
-        "raw_archive": RawArchiveResource(url=str(tmp_path / "archive")),
-        "io_manager": PartitionedPickleIOManager(base_dir=str(tmp_path / "io")),
-    }
+    return flower_resources(server, fresh_database_url, tmp_path)
 
 
 @pytest.fixture
 def engine(resources: dict) -> sa.Engine:
     return resources["warehouse"].engine()
-
-
-def run(resources: dict, *, day: date | None = None, first: date | None = None, last: date | None = None,
-        selection=None, run_config: dict | None = None) -> dg.ExecuteInProcessResult:
-    """One Dagster run of the flower chain over one sale date or the range first … last."""
-    config = run_config or NO_WAIT
-    if selection is not None:  # Dagster refuses config for steps that are not selected
-        selected = {asset.node_def.name for asset in selection}
-        config = {"ops": {name: value for name, value in config["ops"].items() if name in selected}}
-    return dg.materialize(
-        ASSETS,
-        partition_key=day.isoformat() if day else None,
-        tags=partition_range_tags(first, last) if first else None,
-        resources=resources,
-        run_config=config,
-        selection=selection,
-        raise_on_error=False,
-    )
 
 
 def scalar(engine: sa.Engine, statement: str, **params):

@@ -35,6 +35,8 @@ import pyarrow
 import pyarrow.compute as pa_compute
 from pandera.typing import Series
 
+from aed_pipeline.lib.wire import storable_text, without_lone_surrogates
+
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun", "hol")
 TIME_COLUMNS = tuple(f"{day}_{edge}" for day in WEEKDAYS for edge in ("start", "end"))
 SUNDAY_WEEK_COLUMNS = tuple(f"sun_week{n}" for n in range(1, 6))
@@ -168,8 +170,10 @@ KOREA_LATITUDE = (32.5, 39.0)
 KOREA_LONGITUDE = (124.0, 132.0)
 
 MAX_TEXT_LENGTH = 1000
-_HHMM = r"\A(?:(?:[01]\d|2[0-3])[0-5]\d|2400)\Z"
-_DEGREES = r"\A[-+]?\d{1,3}(?:\.\d+)?\Z"
+# ASCII digits only: Python's \d also matches other scripts' digits (٣٧.٥, ０９００), which neither
+# float parsing in pandas nor PostgreSQL's time type accept.
+_HHMM = r"\A(?:(?:[01][0-9]|2[0-3])[0-5][0-9]|2400)\Z"
+_DEGREES = r"\A[-+]?[0-9]{1,3}(?:\.[0-9]+)?\Z"
 _YN = r"\A[YN]\Z"
 
 
@@ -294,9 +298,18 @@ class ValidatedRecords:
 
 
 def records_frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """The records as a frame of their API fields (text; an absent element is null)."""
-    frame = pd.DataFrame.from_records(list(records), columns=list(API_FIELDS))
-    return frame.astype("str")  # keeps nulls as NaN in pandas' string dtype
+    """The records as a frame of their API fields (text; an absent element is null).
+
+    A lone surrogate (which only a JSON escape can produce, and which Arrow-backed strings cannot
+    hold) becomes U+FFFD, as the parsers already do.
+    """
+    records = list(records)
+    try:
+        frame = pd.DataFrame.from_records(records, columns=list(API_FIELDS))
+        return frame.astype("str")  # keeps nulls as NaN in pandas' string dtype
+    except UnicodeEncodeError:
+        records = [{k: without_lone_surrogates(v) if isinstance(v, str) else v for k, v in r.items()} for r in records]
+        return pd.DataFrame.from_records(records, columns=list(API_FIELDS)).astype("str")
 
 
 def _clean(series: pd.Series) -> pd.Series:
@@ -361,6 +374,8 @@ def failed_checks_by_row(text: pd.DataFrame) -> dict[Any, list[dict[str, Any]]]:
                 # A frame-level failure (a missing column): our own mapping is broken, not a record.
                 raise
             shown = None if column in PERSONAL_COLUMNS else _json_value(value)
+            if isinstance(shown, str):
+                shown = storable_text(shown)  # a NUL is a reason to reject, and must still be storable
             failures.setdefault(index, []).append({"column": column, "check": str(check), "value": shown})
         return failures
     return {}
@@ -429,7 +444,8 @@ def validate_records(
     if failures:
         bad = sorted(failures)
         for index in bad:
-            record = {k: v for k, v in raw.loc[index].items() if isinstance(v, str)}
+            # As served, but storable: rejected_records is jsonb, which cannot hold "\u0000" either.
+            record = {k: storable_text(v) for k, v in raw.loc[index].items() if isinstance(v, str)}
             rejected.append((record, failures[index]))
         text = text.drop(index=bad)
     typed = to_typed(text).reset_index(drop=True)

@@ -48,7 +48,15 @@ from aed_pipeline.lib.http import (
     body_snippet,
     build_url,
 )
-from aed_pipeline.lib.wire import accept_header, first_significant_char, json_value_text, safe_xml_parser
+from aed_pipeline.lib.wire import (
+    accept_header,
+    first_significant_char,
+    json_value_text,
+    may_hold_lone_surrogates,
+    refuse_doctype,
+    safe_xml_parser,
+    without_lone_surrogates,
+)
 
 __all__ = [
     "AT_FLOWER_BASE_URL",
@@ -123,7 +131,7 @@ def _count(value: str | None, operation: str, page: int | None) -> int | None:
     if value is None or not value.strip():
         return None
     text = value.strip().replace(",", "")
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):  # "²".isdigit() is True, but int("²") fails
         raise _invalid(f"numOfRows is not a number: {value[:40]!r}", operation, page, "0")
     return int(text)
 
@@ -188,7 +196,7 @@ def _parse_json(raw: bytes, operation: str, page: int | None) -> ParsedFlowerPag
     decode_error = ""
     try:
         doc = json.loads(raw, parse_int=str, parse_float=str)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
         decode_error = str(exc)
     if decode_error:
         raise _invalid(f"malformed or truncated JSON ({len(raw)} bytes): {decode_error[:200]}", operation, page)
@@ -211,6 +219,9 @@ def _parse_json(raw: bytes, operation: str, page: int | None) -> ParsedFlowerPag
         raw_items = inner if isinstance(inner, list) else [inner]
     else:
         raise _invalid(f"unexpected items of type {type(items).__name__}", operation, page, code)
+    # The rows are stored as served in public_bidding_flowers, whose text cannot hold NUL or a lone
+    # surrogate (only JSON escapes produce either): both become U+FFFD, the replacement character.
+    clean = _storable_served_text if b"\\u0000" in raw or may_hold_lone_surrogates(raw) else None
     records: list[dict[str, str]] = []
     for entry in raw_items:
         if not isinstance(entry, dict):
@@ -219,9 +230,13 @@ def _parse_json(raw: bytes, operation: str, page: int | None) -> ParsedFlowerPag
         for key, value in entry.items():
             text = json_value_text(value)
             if text is not None:
-                record[key] = text
+                record[key] = clean(text) if clean else text
         records.append(record)
     return _finish(code, message, json_value_text(response.get("numOfRows")), records, "json", operation, page)
+
+
+def _storable_served_text(text: str) -> str:
+    return without_lone_surrogates(text).replace("\x00", "\ufffd")
 
 
 def _parse_xml(raw: bytes, operation: str, page: int | None) -> ParsedFlowerPage:
@@ -233,6 +248,9 @@ def _parse_xml(raw: bytes, operation: str, page: int | None) -> ParsedFlowerPage
         syntax_error = str(exc)
     if root is None:
         raise _invalid(f"malformed or truncated XML ({len(raw)} bytes): {syntax_error[:200]}", operation, page)
+    refused = refuse_doctype(root)
+    if refused:
+        raise _invalid(refused, operation, page)
     if root.tag != "response":
         raise _invalid(f"unexpected XML root <{str(root.tag)[:60]}>", operation, page)
     code = root.findtext("resultCd")

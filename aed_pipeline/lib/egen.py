@@ -53,7 +53,15 @@ from aed_pipeline.lib.http import (
     build_url,
     normalize_service_key,
 )
-from aed_pipeline.lib.wire import accept_header, first_significant_char, json_value_text, safe_xml_parser
+from aed_pipeline.lib.wire import (
+    accept_header,
+    first_significant_char,
+    json_value_text,
+    may_hold_lone_surrogates,
+    refuse_doctype,
+    safe_xml_parser,
+    without_lone_surrogates,
+)
 
 __all__ = [
     "EGEN_BASE_URL",
@@ -241,6 +249,9 @@ def _parse_xml(raw: bytes, operation: str, page: int | None) -> ParsedEgenPage:
             operation,
             page,
         )
+    refused = refuse_doctype(root)
+    if refused:
+        raise _invalid(refused, operation, page)
     tag = root.tag if isinstance(root.tag, str) else ""
     if tag == "OpenAPI_ServiceResponse":
         header = root.find("cmmMsgHeader")
@@ -299,12 +310,14 @@ def _parse_json(raw: bytes, operation: str, page: int | None) -> ParsedEgenPage:
         # parse_int/parse_float=str keep the provider's number text (37.5709958592,
         # 2400) exactly instead of round-tripping through float.
         doc = json.loads(raw, parse_int=str, parse_float=str)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
         decode_error = str(exc)
     if decode_error:
         raise _invalid(f"malformed or truncated JSON ({len(raw)} bytes): {decode_error[:200]}", operation, page)
     if not isinstance(doc, dict):
         raise _invalid(f"unexpected JSON document: {body_snippet(raw, 80)}", operation, page)
+    # A lone surrogate escape ("\ud800") decodes to text no UTF-8 store can hold: it becomes U+FFFD.
+    clean = without_lone_surrogates if may_hold_lone_surrogates(raw) else None
     gateway = doc.get("OpenAPI_ServiceResponse")
     if isinstance(gateway, dict):
         header = gateway.get("cmmMsgHeader")
@@ -358,7 +371,7 @@ def _parse_json(raw: bytes, operation: str, page: int | None) -> ParsedEgenPage:
         for key, value in entry.items():
             text = json_value_text(value)
             if text is not None:  # null ≙ absent element in XML
-                record[key] = text
+                record[key] = clean(text) if clean else text
         records.append(record)
     return _checked(ParsedEgenPage(records, total_count, page_no, num_of_rows, "json"), operation, page)
 

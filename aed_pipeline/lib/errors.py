@@ -14,6 +14,7 @@ message would contain the request URL, including the key).
 
 from __future__ import annotations
 
+import re
 from typing import Callable
 
 __all__ = [
@@ -27,6 +28,8 @@ __all__ = [
     "SourceRequestInvalid",
     "SourceResponseInvalid",
 ]
+
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 #: Human-readable source names used in every message.
 SOURCE_EGEN = "e-gen AED"
@@ -71,7 +74,10 @@ class SourceError(Exception):
     def _render(self) -> str:
         page = "-" if self.page is None else str(self.page)
         code = "n/a" if self.code is None else str(self.code)
-        text = f"{self.source} {self.operation} page {page} failed (code {code}): {self.detail}"
+        # The detail quotes what the server sent; a control character in it (a NUL in a garbage
+        # body) would make the message unstorable in PostgreSQL's sync log and garble a terminal.
+        detail = _CONTROL_CHARACTERS.sub(lambda m: f"\\x{ord(m.group()):02x}", self.detail)
+        text = f"{self.source} {self.operation} page {page} failed (code {code}): {detail}"
         if self.attempts is not None:
             text += f" [gave up after {self.attempts} attempt{'s' if self.attempts != 1 else ''}]"
         return text

@@ -8,6 +8,7 @@ request or the Content-Type (data.go.kr answers errors in XML even when JSON was
 from __future__ import annotations
 
 import json
+import re
 import threading
 from typing import Any, Literal
 
@@ -35,6 +36,40 @@ def safe_xml_parser() -> etree.XMLParser:
         )
         _XML_PARSER_LOCAL.parser = parser
     return parser
+
+
+def refuse_doctype(root: etree._Element) -> str | None:
+    """Why a parsed body must be refused for declaring a DTD, or None.
+
+    Neither API ever sends a DOCTYPE. With entity resolution off, a declared entity (billion
+    laughs, an external ``SYSTEM`` entity) is not expanded but left as an entity node inside the
+    item, which would silently drop the field's text: such a body is refused as a whole.
+    """
+    doctype = root.getroottree().docinfo.doctype
+    return f"XML body declares a DTD ({doctype[:80]}); entity declarations are refused" if doctype else None
+
+
+# Lone UTF-16 surrogates can only come from JSON escapes (``"\\ud800"``; XML forbids them): neither
+# UTF-8 nor PostgreSQL can hold them. A cheap test on the raw body finds the pages worth scanning.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def may_hold_lone_surrogates(raw: bytes) -> bool:
+    """Whether a JSON body has a surrogate escape, so its decoded text may hold a lone surrogate."""
+    return _SURROGATE_ESCAPE.search(raw) is not None
+
+
+def without_lone_surrogates(text: str) -> str:
+    """``text`` with every lone surrogate replaced by U+FFFD, as a UTF-8 decoder treats bad input."""
+    return _LONE_SURROGATE.sub("\ufffd", text)
+
+
+def storable_text(text: str) -> str:
+    """``text`` as PostgreSQL can store it, for quarantine copies of bad records: NUL and lone
+    surrogates are written as their escapes (``\\x00``, ``\\ud800``) instead."""
+    return _UNSTORABLE.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def first_significant_char(raw: bytes) -> str:

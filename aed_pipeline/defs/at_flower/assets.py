@@ -149,19 +149,22 @@ def flower_auction_raw(
                 )
     except SourceError as error:
         # The message names source, operation, page and code, and never the key (lib/errors.py).
-        if error.transient:
+        if error.transient and context.retry_number < config.transient_retries:
             context.log.warning(f"transient failure, the step will be re-run: {error}")
             raise dg.RetryRequested(
                 max_retries=config.transient_retries, seconds_to_wait=config.transient_retry_wait_seconds
             ) from error
+        # A permanent error, or a transient one that outlived every step retry: the sync log (hence
+        # the metrics and alerts) records the failure with its cause either way.
         unfetched = [d for d in to_fetch if d not in days]
         record_failed_sync(
             warehouse.engine(), source=SYNC_SOURCE_FLOWER, table_name=PUBLIC_TABLE,
             partition_key=unfetched[0].isoformat() if unfetched else sale_dates[-1].isoformat(),
             run_id=context.run_id, error=error,
         )
+        gave_up = f" (still failing after {context.retry_number + 1} step attempts)" if error.transient else ""
         raise dg.Failure(
-            description=str(error),
+            description=f"{type(error).__name__}: {error}{gave_up}",
             metadata={"source": at_flower_api.source, "error_type": type(error).__name__},
             allow_retries=False,
         ) from error

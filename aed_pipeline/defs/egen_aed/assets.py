@@ -131,18 +131,21 @@ def aed_raw_snapshot(
                 client, raw_archive.archive(), partition, origin=egen_api.source, refetch=config.refetch
             )
     except SourceError as exc:
-        if exc.transient:
+        if exc.transient and context.retry_number < TRANSIENT_RETRIES:
             context.log.warning("transient e-gen failure, retrying the step: %s", exc)
             raise dg.RetryRequested(
                 max_retries=TRANSIENT_RETRIES, seconds_to_wait=config.transient_retry_wait_seconds
             ) from exc
+        # A permanent error, or a transient one that outlived every step retry: either way the
+        # sync failed, and the sync log (hence the metrics and alerts) must say so, with the cause.
         record_failed_sync(
             warehouse.engine(), source=SYNC_SOURCE_EGEN, table_name="aed_data",
             partition_key=partition.isoformat(), run_id=context.run_id, error=exc,
         )
+        gave_up = f" (still failing after {context.retry_number + 1} step attempts)" if exc.transient else ""
         raise dg.Failure(
-            description=f"e-gen snapshot of {partition} not complete: {exc} (the pages archived so far are kept; "
-            "the next run fetches only the missing ones)",
+            description=f"e-gen snapshot of {partition} not complete: {type(exc).__name__}: {exc}{gave_up} "
+            "(the pages archived so far are kept; the next run fetches only the missing ones)",
             allow_retries=False,
         ) from exc
     except SnapshotUnavailable as exc:

@@ -83,6 +83,7 @@ class EgenApiResource(dg.ConfigurableResource):
     response_type: Literal["xml", "json"] = "xml"
     read_timeout_seconds: float = 120.0
     max_attempts: int = 5
+    retry_base_delay_seconds: float = 1.0  # first backoff ceiling; doubles per attempt (lib/http.py)
 
     @property
     def source(self) -> Literal["live", "simulator"]:
@@ -99,7 +100,7 @@ class EgenApiResource(dg.ConfigurableResource):
             num_of_rows=self.num_of_rows,
             response_type=self.response_type,
             read_timeout=self.read_timeout_seconds,
-            retry=RetryPolicy(max_attempts=self.max_attempts),
+            retry=RetryPolicy(max_attempts=self.max_attempts, base_delay=self.retry_base_delay_seconds),
             transport=transport,
         )
 
@@ -113,6 +114,7 @@ class AtFlowerApiResource(dg.ConfigurableResource):
     data_type: Literal["json", "xml"] = "json"
     read_timeout_seconds: float = 60.0
     max_attempts: int = 5
+    retry_base_delay_seconds: float = 1.0  # first backoff ceiling; doubles per attempt (lib/http.py)
 
     @property
     def source(self) -> Literal["live", "simulator"]:
@@ -129,7 +131,7 @@ class AtFlowerApiResource(dg.ConfigurableResource):
             count_per_page=self.count_per_page,
             data_type=self.data_type,
             read_timeout=self.read_timeout_seconds,
-            retry=RetryPolicy(max_attempts=self.max_attempts),
+            retry=RetryPolicy(max_attempts=self.max_attempts, base_delay=self.retry_base_delay_seconds),
             transport=transport,
         )
 
