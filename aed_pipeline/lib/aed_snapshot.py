@@ -85,6 +85,14 @@ def fetch_snapshot(
     Raises :class:`SnapshotUnavailable` when the API serves another date than ``partition``, and
     the client's ``SourceError`` for API failures (the pages archived so far stay).
     """
+    # One fetch of a date at a time: the second waits, then reuses or resumes what the first archived.
+    with archive.locked(ARCHIVE_SOURCE, partition.isoformat(), PAGE_SET):
+        return _fetch_snapshot(client, archive, partition, origin=origin, refetch=refetch)
+
+
+def _fetch_snapshot(
+    client: FullDownClient, archive: RawArchive, partition: date, *, origin: str, refetch: bool
+) -> SnapshotFetch:
     key = partition.isoformat()
     location = archive.location(ARCHIVE_SOURCE, key, PAGE_SET)
     manifest = archive.read_manifest(ARCHIVE_SOURCE, key, PAGE_SET)

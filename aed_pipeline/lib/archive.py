@@ -15,6 +15,12 @@ group (``gubn-1`` …). The manifest lists each page with its sha256 (of the unc
 sizes, record count and fetch time, plus what completes the set (``total_count``). Every file is
 written to a temporary name and renamed, so a crash leaves either the old or the new file, and the
 manifest is rewritten after each page, so an interrupted fetch knows which pages it already has.
+
+Each writer rewrites the manifest from its own view of the set, so two fetches of one page set at
+once would overwrite each other's manifests (a finished set made incomplete again, pages dropped
+from it). A fetch therefore holds :meth:`RawArchive.locked` on its page set: the second one waits,
+then finds the set complete or resumes it. A set that is always refetched whole (an aT flower
+group) is also read under the lock, so that a reader never meets it half rewritten.
 """
 
 from __future__ import annotations
@@ -24,13 +30,17 @@ import hashlib
 import json
 import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from filelock import FileLock
 from upath import UPath
 
 MANIFEST_NAME = "manifest.json"
+LOCK_NAME = ".lock"
 MANIFEST_VERSION = 1
 # Level 3 compresses these XML/JSON pages ~8x at several times the speed of the default level 9.
 COMPRESS_LEVEL = 3
@@ -134,6 +144,21 @@ class RawArchive:
     def location(self, source: str, partition: str, page_set: str) -> str:
         """The page set's folder as a string: the archive reference stored beside derived rows."""
         return str(self.folder(source, partition, page_set))
+
+    @contextmanager
+    def locked(self, source: str, partition: str, page_set: str) -> Iterator[None]:
+        """Hold the page set for one writer at a time (other processes too); waits for the holder.
+
+        A lock file beside the manifest, on a local archive. An object store (``s3://``) has no
+        locks: there, one writer per page set is up to the orchestration.
+        """
+        if self.root.protocol not in ("", "file", "local"):
+            yield
+            return
+        folder = self.folder(source, partition, page_set)
+        folder.mkdir(parents=True, exist_ok=True)
+        with FileLock((folder / LOCK_NAME).path):  # the local path, also of a file:// URL
+            yield
 
     # -- manifests ---------------------------------------------------------------------
 

@@ -131,6 +131,15 @@ def archive_flower_group(
     (:class:`~aed_pipeline.lib.errors.SourceError`) propagate: a group whose fetch failed keeps no
     complete manifest, so nothing downstream can mistake it for a finished day.
     """
+    # One fetch of a group at a time, and none while it is read (archived_public_rows): a fetch
+    # rewrites the manifest page by page, and a reader in between would find half a group.
+    with archive.locked(FLOWER_ARCHIVE_SOURCE, sale_date.isoformat(), page_set_name(flower_gubn)):
+        return _archive_flower_group(client, archive, sale_date, flower_gubn, origin=origin)
+
+
+def _archive_flower_group(
+    client: AtFlowerClient, archive: RawArchive, sale_date: date, flower_gubn: int, *, origin: str
+) -> ArchivedFlowerGroup:
     partition = sale_date.isoformat()
     manifest = PageSetManifest(
         source=FLOWER_ARCHIVE_SOURCE,
@@ -271,13 +280,15 @@ def archived_public_rows(archive: RawArchive, sale_date: date) -> tuple[list[tup
     rows: list[tuple[Any, ...]] = []
     origins: set[str] = set()
     for flower_gubn in FLOWER_GUBN_NAMES:
-        manifest = _complete_manifest(archive, sale_date, flower_gubn)
-        if manifest is None:
-            raise ArchiveError(
-                f"aT flower {sale_date.isoformat()} {page_set_name(flower_gubn)} "
-                f"({FLOWER_GUBN_NAMES[flower_gubn]}) is not completely archived in {archive!r}: "
-                "materialise flower_auction_raw for this date first"
-            )
-        origins.add(manifest.origin)
-        rows.extend(_iter_group_rows(archive, manifest, sale_date, flower_gubn))
+        # Not while another run refetches the group (see archive_flower_group).
+        with archive.locked(FLOWER_ARCHIVE_SOURCE, sale_date.isoformat(), page_set_name(flower_gubn)):
+            manifest = _complete_manifest(archive, sale_date, flower_gubn)
+            if manifest is None:
+                raise ArchiveError(
+                    f"aT flower {sale_date.isoformat()} {page_set_name(flower_gubn)} "
+                    f"({FLOWER_GUBN_NAMES[flower_gubn]}) is not completely archived in {archive!r}: "
+                    "materialise flower_auction_raw for this date first"
+                )
+            origins.add(manifest.origin)
+            rows.extend(_iter_group_rows(archive, manifest, sale_date, flower_gubn))
     return rows, origins

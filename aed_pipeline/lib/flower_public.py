@@ -23,6 +23,9 @@ from aed_pipeline.lib.sync_log import SYNC_SOURCE_FLOWER, copy_rows, synced_part
 __all__ = ["PUBLIC_TABLE", "PublicSliceCounts", "loaded_sale_dates", "read_public_rows", "replace_public_slice"]
 
 PUBLIC_TABLE = "public_bidding_flowers"
+# The first key of the advisory lock that serialises writes of one sale date's slice (the second
+# key is the date's ordinal); an arbitrary constant in the two-key space.
+SLICE_LOCK_CLASS = 7311
 
 #: The columns the validation reads back: the request's date and group, the served text, the position.
 PUBLIC_FRAME_COLUMNS = (
@@ -61,6 +64,13 @@ class PublicSliceCounts:
 def replace_public_slice(conn: Connection, sale_date: date, rows: Sequence[Sequence[Any]]) -> PublicSliceCounts:
     """Replace ``sale_date``'s rows with ``rows`` (tuples in :data:`PUBLIC_ROW_COLUMNS` order),
     in the caller's transaction."""
+    # Two runs of one date at once: the second's DELETE cannot see the first's uncommitted rows, so
+    # its COPY would collide with them on the slice's unique key and fail with a duplicate-key
+    # error once the first commits. It waits for the first instead, then replaces its slice.
+    conn.execute(
+        sa.text("SELECT pg_advisory_xact_lock(:lock_class, :day)"),
+        {"lock_class": SLICE_LOCK_CLASS, "day": sale_date.toordinal()},
+    )
     deleted = conn.execute(
         sa.text(f"DELETE FROM {PUBLIC_TABLE} WHERE sale_date = :sale_date"), {"sale_date": sale_date}
     ).rowcount

@@ -30,6 +30,9 @@ from aed_pipeline.lib.sync_log import SYNC_SOURCE_FLOWER, copy_rows, synced_part
 __all__ = ["TOP_COLUMNS", "BiddingDayCounts", "known_volumes", "table_row_counts", "top_by_quantity", "write_bidding_day"]
 
 BIDDING_TABLE = "bidding_flowers"
+# The first key of the advisory lock that serialises writes of one sale date (the second key is the
+# date's ordinal); an arbitrary constant in the two-key space.
+DAY_LOCK_CLASS = 7312
 _STAGING = "flower_bidding_staging"
 _STAGING_COLUMNS = (
     "flower_gubn", "pum_name", "good_name", "grade", "min_price", "avg_price", "max_price", "total_amount", "quantity",
@@ -114,6 +117,12 @@ def _columns(rows: pd.DataFrame) -> list[list]:
 def write_bidding_day(conn: Connection, sale_date: date, rows: pd.DataFrame) -> BiddingDayCounts:
     """Upsert the date's 품목 and 품종 and bring its ``bidding_flowers`` slice to ``rows``
     (valid typed rows of that date, plain int64/str columns), in the caller's transaction."""
+    # Two runs of one date at once wait for each other, so the second diffs against the first's
+    # committed result (and their upserts cannot deadlock on rows taken in different orders).
+    conn.execute(
+        sa.text("SELECT pg_advisory_xact_lock(:lock_class, :day)"),
+        {"lock_class": DAY_LOCK_CLASS, "day": sale_date.toordinal()},
+    )
     conn.execute(_CREATE_STAGING)
     staged = copy_rows(conn, _STAGING, _STAGING_COLUMNS, zip(*_columns(rows)))
     new_types = conn.execute(_INSERT_TYPES).rowcount

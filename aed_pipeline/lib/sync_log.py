@@ -4,6 +4,12 @@
 a sync in progress (or one killed mid-way) is visible, and it is marked ``success`` inside the
 sync's own transaction, so a committed sync and its log row cannot disagree. A failure is recorded
 after the rollback, again in its own transaction. The metrics (issue 5) are computed from it.
+
+A process killed mid-sync (SIGKILL, OOM, a lost host) cannot record its failure, and its row would
+stay ``running`` for ever. So the owner of a ``running`` row holds a session advisory lock on it
+for as long as it runs; PostgreSQL releases it when the owner's connection ends, however it ends.
+Every new sync first marks the ``running`` rows whose lock is free as failed (``error_type``
+``Abandoned``): their transaction never committed, so they wrote nothing.
 """
 
 from __future__ import annotations
@@ -22,6 +28,23 @@ from sqlalchemy.engine import Connection, Engine
 # The ``source`` column of sync_runs and rejected_records.
 SYNC_SOURCE_EGEN = "egen_aed"
 SYNC_SOURCE_FLOWER = "at_flower"
+
+# The first key of the advisory lock the owner of a running sync_runs row holds on it (the second
+# key is the row's id); an arbitrary constant, in the two-key space, apart from the one-key locks.
+SYNC_RUN_LOCK_CLASS = 7310
+ABANDONED_ERROR_TYPE = "Abandoned"
+# The lock's second key: the row's id, folded into the lock function's integer range.
+_RUN_LOCK_ID = "CAST({} % 2147483647 AS integer)"
+# A running row whose lock can be taken has no live owner: its process ended without an outcome.
+_MARK_ABANDONED = sa.text(
+    "UPDATE sync_runs SET status = 'failed', finished_at = clock_timestamp(), error_type = :error_type, "
+    "error = :error WHERE status = 'running' "
+    f"AND pg_try_advisory_xact_lock({SYNC_RUN_LOCK_CLASS}, {_RUN_LOCK_ID.format('id')})"
+)
+_ABANDONED_ERROR = (
+    "the process running this sync ended without recording an outcome (killed, or its database "
+    "connection was lost); its transaction was rolled back, so it wrote nothing. Found by a later sync."
+)
 
 
 @dataclass
@@ -47,7 +70,19 @@ class SyncRun:
         self.engine = engine
         self.counts = SyncCounts()
         self.started_at = datetime.now(timezone.utc)
-        with engine.begin() as conn:
+        # The connection holding this run's lock until close(); inserting the row and taking the
+        # lock in one transaction means no one ever sees the row running without its lock held.
+        self._holder = engine.connect()
+        try:
+            self._start(source, table_name, partition_key, run_id)
+        except BaseException:
+            self._holder.close()
+            raise
+
+    def _start(self, source: str, table_name: str, partition_key: str, run_id: str | None) -> None:
+        conn = self._holder
+        with conn.begin():
+            conn.execute(_MARK_ABANDONED, {"error_type": ABANDONED_ERROR_TYPE, "error": _ABANDONED_ERROR})
             self.id = conn.execute(
                 sa.text(
                     "INSERT INTO sync_runs (source, table_name, partition_key, run_id, started_at, status) "
@@ -61,6 +96,21 @@ class SyncRun:
                     "started_at": self.started_at,
                 },
             ).scalar_one()
+            # Session level: the lock outlives this transaction, until close() or the connection's end.
+            conn.execute(
+                sa.text(f"SELECT pg_advisory_lock({SYNC_RUN_LOCK_CLASS}, {_RUN_LOCK_ID.format(':id')})"),
+                {"id": self.id},
+            )
+
+    def close(self) -> None:
+        """Release the run's lock (its row is finished or failed by now) and its connection."""
+        try:
+            self._holder.execute(
+                sa.text(f"SELECT pg_advisory_unlock({SYNC_RUN_LOCK_CLASS}, {_RUN_LOCK_ID.format(':id')})"),
+                {"id": self.id},
+            )
+        finally:
+            self._holder.close()
 
     def mark_success(self, conn: Connection) -> None:
         """Record success inside the sync's own transaction (committed with the data or not at all)."""
@@ -110,6 +160,8 @@ def sync_run(
     except BaseException as exc:
         run.mark_failed(exc)
         raise
+    finally:
+        run.close()
 
 
 def record_failed_sync(
@@ -117,7 +169,11 @@ def record_failed_sync(
 ) -> None:
     """Log a sync that failed before its table write (the API refused the key, the quota ran out),
     so that it counts in the metrics and the run history like a failure during the write."""
-    SyncRun(engine, source, table_name, partition_key, run_id).mark_failed(error)
+    run = SyncRun(engine, source, table_name, partition_key, run_id)
+    try:
+        run.mark_failed(error)
+    finally:
+        run.close()
 
 
 def replace_rejected_records(
