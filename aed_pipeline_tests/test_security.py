@@ -407,7 +407,7 @@ def test_injection_strings_in_every_text_field_land_as_text_and_every_table_surv
     assert flowers.success, failure_messages(flowers)
 
     columns = [TEXT_FIELD_COLUMNS.get(f, f) for f in fields]
-    for table in ("aed_data", "aed_data_history"):
+    for table in ("aed_data", "aed_data_versions"):
         stored = _rows(engine, f"SELECT {', '.join(columns)} FROM {table} WHERE equipment_serial = ANY(:s)",
                        s=list(INJECTIONS))
         assert sorted(stored) == sorted(tuple([text] * len(columns)) for text in INJECTIONS)
@@ -426,7 +426,7 @@ def test_injection_strings_in_every_text_field_land_as_text_and_every_table_surv
     served_devices = len(sim.aed_ids())
     served_flowers = sum(len(sim.flower_rows(FLOWER_DAY.isoformat(), str(g))) for g in (1, 2, 3, 4))
     counts = {table: count for table, (_, count) in table_state(engine, (*AED_TABLES, *FLOWER_TABLES)).items()}
-    assert counts["aed_data"] == counts["aed_data_history"] == served_devices
+    assert counts["aed_data"] == served_devices and counts["aed_data_history"] == 0  # a first load: no version ended
     assert counts["public_bidding_flowers"] == counts["bidding_flowers"] == served_flowers
     assert _rows(engine, "SELECT count(*) FROM rejected_records") == [(0,)]
 
