@@ -15,9 +15,9 @@ import datetime
 import logging
 import sys
 
-from aed_pipeline.lib import settings
-from aed_pipeline.lib.embedded_postgres import stop_embedded_postgres
-from aed_pipeline.lib.warehouse import (
+from aed_pipeline.lib.core import settings
+from aed_pipeline.lib.core.embedded_postgres import stop_embedded_postgres
+from aed_pipeline.lib.core.warehouse import (
     create_warehouse_engine,
     current_revision,
     downgrade_schema,
@@ -69,7 +69,7 @@ def _simulator_serve(args: argparse.Namespace) -> int:
 
 
 def _metrics_serve(args: argparse.Namespace) -> int:
-    from aed_pipeline.lib.metrics import MetricsServer
+    from aed_pipeline.lib.ops.metrics import MetricsServer
 
     url = _database_url()
     # A plain engine: the metrics server reads, it never migrates the schema.

@@ -15,8 +15,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from aed_pipeline.lib import settings
-from aed_pipeline.lib.embedded_postgres import EmbeddedPostgres, ensure_embedded_postgres, stop_embedded_postgres
+from aed_pipeline.lib.core import settings
+from aed_pipeline.lib.core.embedded_postgres import EmbeddedPostgres, ensure_embedded_postgres, stop_embedded_postgres
 
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from sqlalchemy import event
 
-from aed_pipeline.lib.warehouse import normalize_database_url, warehouse_engine
+from aed_pipeline.lib.core.warehouse import normalize_database_url, warehouse_engine
 
 # point → (statement, when): die right after that statement has run in the sync's transaction
 # ("after"), or when that transaction is about to COMMIT ("commit").
@@ -70,7 +70,7 @@ def _arm(engine, point: str, points: dict[str, tuple[re.Pattern, str]], marker: 
 
 
 def run_aed(url: str, snapshot_path: str, point: str, marker: Path) -> None:
-    from aed_pipeline.lib.aed_sync import apply_snapshot
+    from aed_pipeline.lib.egen_aed.write.apply import apply_snapshot
 
     engine = warehouse_engine(normalize_database_url(url))
     snapshot = pickle.loads(Path(snapshot_path).read_bytes())

@@ -7,16 +7,16 @@ import gzip
 
 import pytest
 
-from aed_pipeline.lib.aed_records import (
+from aed_pipeline.lib.egen_aed.records import (
     normalize_sido,
     region_from_address,
     row_hashes,
     validate_records,
 )
-from aed_pipeline.lib.aed_snapshot import ARCHIVE_SOURCE, PAGE_SET, SnapshotUnavailable, fetch_snapshot
-from aed_pipeline.lib.archive import ArchiveError, PageSetManifest, RawArchive
-from aed_pipeline.lib.egen import EgenClient, parse_egen_response
-from aed_pipeline.lib.errors import SourceQuotaExceeded
+from aed_pipeline.lib.egen_aed.fetch import ARCHIVE_SOURCE, PAGE_SET, SnapshotUnavailable, fetch_snapshot
+from aed_pipeline.lib.core.archive import ArchiveError, PageSetManifest, RawArchive
+from aed_pipeline.lib.egen_aed.client import EgenClient, parse_egen_response
+from aed_pipeline.lib.core.errors import SourceQuotaExceeded
 from aed_pipeline.simulator import Simulator, simulator_transport
 from aed_pipeline_tests.helpers import RECORDED_AED_XML
 

@@ -11,13 +11,13 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from aed_pipeline.lib.aed_records import DEVICE_COLUMNS, validate_records
-from aed_pipeline.lib.aed_rows import DeviceRowsWriter, csv_chunks, read_device_rows
-from aed_pipeline.lib.aed_snapshot import fetch_snapshot
-from aed_pipeline.lib.aed_validation import validate_archived_snapshot
-from aed_pipeline.lib.archive import RawArchive
-from aed_pipeline.lib.egen import EgenClient
-from aed_pipeline.lib.warehouse import warehouse_engine
+from aed_pipeline.lib.egen_aed.records import DEVICE_COLUMNS, validate_records
+from aed_pipeline.lib.egen_aed.rows import DeviceRowsWriter, csv_chunks, read_device_rows
+from aed_pipeline.lib.egen_aed.fetch import fetch_snapshot
+from aed_pipeline.lib.egen_aed.validate import validate_archived_snapshot
+from aed_pipeline.lib.core.archive import RawArchive
+from aed_pipeline.lib.egen_aed.client import EgenClient
+from aed_pipeline.lib.core.warehouse import warehouse_engine
 from aed_pipeline.simulator import Simulator, SimulatorServer, simulator_transport
 
 DAY = dt.date(2026, 3, 2)

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from aed_pipeline.lib.aed_records import validate_records
-from aed_pipeline.lib.aed_rows import DeviceRowsWriter
-from aed_pipeline.lib.aed_sync import ValidatedAedSnapshot, apply_snapshot, health_center_lookup
-from aed_pipeline.lib.warehouse import downgrade_schema, upgrade_schema, warehouse_engine
+from aed_pipeline.lib.egen_aed.records import validate_records
+from aed_pipeline.lib.egen_aed.rows import DeviceRowsWriter
+from aed_pipeline.lib.egen_aed.write.apply import ValidatedAedSnapshot, apply_snapshot, health_center_lookup
+from aed_pipeline.lib.core.warehouse import downgrade_schema, upgrade_schema, warehouse_engine
 from aed_pipeline.simulator import Simulator
 
 DAY = dt.date(2026, 3, 2)

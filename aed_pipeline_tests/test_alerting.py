@@ -32,9 +32,9 @@ from aed_pipeline.defs.shared import alerting as alerting_defs
 from aed_pipeline.defs.shared.alerting import build_alert_sink, critical_alerts, daily_warning_summary
 from aed_pipeline.defs.shared.io import PartitionedPickleIOManager
 from aed_pipeline.defs.shared.resources import AtFlowerApiResource, RawArchiveResource, WarehouseResource, build_resources
-from aed_pipeline.lib import settings
-from aed_pipeline.lib.alerting import Alert, AlertDeliveryError, LogSink, SlackWebhookSink
-from aed_pipeline.lib.kst import KST
+from aed_pipeline.lib.core import settings
+from aed_pipeline.lib.ops.alerting import Alert, AlertDeliveryError, LogSink, SlackWebhookSink
+from aed_pipeline.lib.core.kst import KST
 from aed_pipeline.simulator import Simulator, SimulatorServer
 from aed_pipeline_tests.aed_support import AED_ASSETS, start_harness
 from aed_pipeline_tests.alert_support import (  # noqa: F401 - fixtures

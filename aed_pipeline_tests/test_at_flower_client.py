@@ -10,13 +10,13 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
-from aed_pipeline.lib.at_flower import (
+from aed_pipeline.lib.at_flower.client import (
     AtFlowerClient,
     FlowerPage,
     f001_operation,
     parse_flower_response,
 )
-from aed_pipeline.lib.errors import (
+from aed_pipeline.lib.core.errors import (
     SourceAuthError,
     SourceError,
     SourceQuotaExceeded,
@@ -24,7 +24,7 @@ from aed_pipeline.lib.errors import (
     SourceResponseInvalid,
     SourceUnavailable,
 )
-from aed_pipeline.lib.http import RetryPolicy
+from aed_pipeline.lib.core.http import RetryPolicy
 from aed_pipeline_tests.helpers import ScriptedHandler, assert_no_key
 
 KEY = "MARKERKEY0123456789ABCDEF0123456"  # 32 chars like a real aT key

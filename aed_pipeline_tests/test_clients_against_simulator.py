@@ -15,9 +15,9 @@ from urllib.parse import quote
 
 import pytest
 
-from aed_pipeline.lib.at_flower import AtFlowerClient
-from aed_pipeline.lib.egen import EgenClient
-from aed_pipeline.lib.errors import (
+from aed_pipeline.lib.at_flower.client import AtFlowerClient
+from aed_pipeline.lib.egen_aed.client import EgenClient
+from aed_pipeline.lib.core.errors import (
     SourceAuthError,
     SourceError,
     SourceQuotaExceeded,
@@ -25,7 +25,7 @@ from aed_pipeline.lib.errors import (
     SourceResponseInvalid,
     SourceUnavailable,
 )
-from aed_pipeline.lib.http import RetryPolicy
+from aed_pipeline.lib.core.http import RetryPolicy
 from aed_pipeline.simulator import Simulator, SimulatorServer
 from aed_pipeline_tests.helpers import assert_no_key
 

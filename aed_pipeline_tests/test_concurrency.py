@@ -24,12 +24,12 @@ import sqlalchemy as sa
 
 from aed_pipeline.defs.at_flower.assets import flower_auction_raw
 from aed_pipeline.defs.shared.resources import EgenApiResource
-from aed_pipeline.lib.aed_snapshot import ARCHIVE_SOURCE, PAGE_SET, fetch_snapshot
-from aed_pipeline.lib.aed_sync import AED_SYNC_LOCK_KEY, apply_snapshot
-from aed_pipeline.lib.archive import RawArchive
-from aed_pipeline.lib.flower_archive import archived_public_rows
-from aed_pipeline.lib.flower_public import replace_public_slice
-from aed_pipeline.lib.warehouse import warehouse_engine
+from aed_pipeline.lib.egen_aed.fetch import ARCHIVE_SOURCE, PAGE_SET, fetch_snapshot
+from aed_pipeline.lib.egen_aed.write.apply import AED_SYNC_LOCK_KEY, apply_snapshot
+from aed_pipeline.lib.core.archive import RawArchive
+from aed_pipeline.lib.at_flower.fetch import archived_public_rows
+from aed_pipeline.lib.at_flower.write.served import replace_public_slice
+from aed_pipeline.lib.core.warehouse import warehouse_engine
 from aed_pipeline.simulator import Simulator, SimulatorServer
 from aed_pipeline_tests.flower_support import KEY, SETTLED, flower_resources, run
 from aed_pipeline_tests.reliability_support import (

@@ -24,9 +24,9 @@ import sqlalchemy as sa
 
 from aed_pipeline.defs.at_flower.assets import flower_auction_raw, flower_auction_validated, public_bidding_flowers
 from aed_pipeline.defs.at_flower.tables import flower_tables
-from aed_pipeline.lib.aed_sync import apply_snapshot
-from aed_pipeline.lib.sync_log import ABANDONED_ERROR_TYPE
-from aed_pipeline.lib.warehouse import warehouse_engine
+from aed_pipeline.lib.egen_aed.write.apply import apply_snapshot
+from aed_pipeline.lib.core.sync_log import ABANDONED_ERROR_TYPE
+from aed_pipeline.lib.core.warehouse import warehouse_engine
 from aed_pipeline.simulator import Simulator, SimulatorServer
 from aed_pipeline_tests.crash_child import APPLICATION_NAME
 from aed_pipeline_tests.flower_support import KEY, SETTLED, flower_resources, run

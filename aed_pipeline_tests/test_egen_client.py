@@ -8,8 +8,8 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
-from aed_pipeline.lib.egen import EgenClient, EgenPage, page_count, parse_egen_response
-from aed_pipeline.lib.errors import (
+from aed_pipeline.lib.egen_aed.client import EgenClient, EgenPage, page_count, parse_egen_response
+from aed_pipeline.lib.core.errors import (
     SourceAuthError,
     SourceError,
     SourceQuotaExceeded,
@@ -18,7 +18,7 @@ from aed_pipeline.lib.errors import (
     SourceResponseInvalid,
     SourceUnavailable,
 )
-from aed_pipeline.lib.http import RetryPolicy
+from aed_pipeline.lib.core.http import RetryPolicy
 from aed_pipeline_tests.helpers import RECORDED, RECORDED_AED_XML, ScriptedHandler, assert_no_key, synthetic_aed_page
 
 AED_XML = RECORDED_AED_XML

@@ -1,6 +1,6 @@
 """``.env.example`` lists every environment variable the platform reads, and no secret values.
 
-The variables are found in the code itself: the ``*_ENV`` name constants (lib/settings.py and the
+The variables are found in the code itself: the ``*_ENV`` name constants (lib/core/settings.py and the
 partition module), literal ``os.environ`` / ``os.getenv`` / ``dg.EnvVar`` reads anywhere in the
 package, and the ``{env: ...}`` fields of deploy/dagster.yaml.
 """
@@ -65,7 +65,7 @@ def env_example() -> dict[str, tuple[str, list[str]]]:
 
 
 def test_the_scan_finds_the_variables_the_settings_module_defines() -> None:
-    from aed_pipeline.lib import settings
+    from aed_pipeline.lib.core import settings
 
     defined = {value for name, value in vars(settings).items() if name.endswith("_ENV")}
     assert defined and defined <= variables_in_code()

@@ -9,7 +9,7 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
-from aed_pipeline.lib.errors import (
+from aed_pipeline.lib.core.errors import (
     SOURCE_AT_FLOWER,
     SOURCE_EGEN,
     SourceAuthError,
@@ -20,7 +20,7 @@ from aed_pipeline.lib.errors import (
     SourceResponseInvalid,
     SourceUnavailable,
 )
-from aed_pipeline.lib.http import (
+from aed_pipeline.lib.core.http import (
     DEFAULT_USER_AGENT,
     RetryPolicy,
     SourceHttp,

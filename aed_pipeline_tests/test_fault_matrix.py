@@ -31,10 +31,10 @@ import pytest
 import sqlalchemy as sa
 
 from aed_pipeline.defs.shared.resources import EgenApiResource
-from aed_pipeline.lib.aed_snapshot import ARCHIVE_SOURCE, PAGE_SET
-from aed_pipeline.lib.archive import RawArchive
-from aed_pipeline.lib.flower_archive import FLOWER_ARCHIVE_SOURCE, page_set_name
-from aed_pipeline.lib.warehouse import warehouse_engine
+from aed_pipeline.lib.egen_aed.fetch import ARCHIVE_SOURCE, PAGE_SET
+from aed_pipeline.lib.core.archive import RawArchive
+from aed_pipeline.lib.at_flower.fetch import FLOWER_ARCHIVE_SOURCE, page_set_name
+from aed_pipeline.lib.core.warehouse import warehouse_engine
 from aed_pipeline.simulator import Simulator, SimulatorServer
 from aed_pipeline_tests.aed_support import AED_ASSETS, AedHarness
 from aed_pipeline_tests.flower_support import KEY as AT_KEY

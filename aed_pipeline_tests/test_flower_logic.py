@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aed_pipeline.lib.flower_calendar import non_auction_reason
-from aed_pipeline.lib.flower_checks import (
+from aed_pipeline.lib.at_flower.calendar import non_auction_reason
+from aed_pipeline.lib.at_flower.checks import (
     GroupVolume,
     VolumeRule,
     duplicate_keys,
@@ -19,13 +19,13 @@ from aed_pipeline.lib.flower_checks import (
     groups_failing_price_invariants,
     volumes_by_date,
 )
-from aed_pipeline.lib.flower_days import (
+from aed_pipeline.lib.at_flower.validate import (
     CHECK_DUPLICATE_KEYS,
     CHECK_PRICE_INVARIANTS,
     CHECK_VOLUME,
     validate_flower_days,
 )
-from aed_pipeline.lib.flower_validation import (
+from aed_pipeline.lib.at_flower.records import (
     parse_integer_text,
     plain_valid_rows,
     type_flower_rows,

@@ -24,9 +24,9 @@ from aed_pipeline.defs.at_flower.jobs import (
 )
 from aed_pipeline.defs.at_flower.tables import flower_tables
 from aed_pipeline.defs.shared.resources import AtFlowerApiResource
-from aed_pipeline.lib.archive import RawArchive
-from aed_pipeline.lib.flower_archive import archived_flower_day
-from aed_pipeline.lib.flower_days import CHECK_DUPLICATE_KEYS, CHECK_PRICE_INVARIANTS, CHECK_VOLUME
+from aed_pipeline.lib.core.archive import RawArchive
+from aed_pipeline.lib.at_flower.fetch import archived_flower_day
+from aed_pipeline.lib.at_flower.validate import CHECK_DUPLICATE_KEYS, CHECK_PRICE_INVARIANTS, CHECK_VOLUME
 from aed_pipeline.simulator import Simulator, SimulatorServer
 from aed_pipeline_tests.flower_support import ASSETS, KEY, NO_WAIT, SETTLED, flower_resources, run
 from aed_pipeline_tests.helpers import DUPLICATE_A_SERVED_FLOWER_ROW

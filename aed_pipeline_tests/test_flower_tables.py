@@ -12,19 +12,19 @@ import pytest
 import sqlalchemy as sa
 
 from aed_pipeline.defs.shared.resources import WarehouseResource
-from aed_pipeline.lib.archive import ArchiveError, RawArchive
-from aed_pipeline.lib.at_flower import AtFlowerClient
-from aed_pipeline.lib.flower_archive import (
+from aed_pipeline.lib.core.archive import ArchiveError, RawArchive
+from aed_pipeline.lib.at_flower.client import AtFlowerClient
+from aed_pipeline.lib.at_flower.fetch import (
     FLOWER_ARCHIVE_SOURCE,
     archive_flower_days,
     archived_flower_day,
     archived_public_rows,
     page_set_name,
 )
-from aed_pipeline.lib.flower_public import read_public_rows, replace_public_slice
-from aed_pipeline.lib.flower_tables import known_volumes, top_by_quantity, write_bidding_day
-from aed_pipeline.lib.flower_validation import plain_valid_rows, validate_flower_rows
-from aed_pipeline.lib.sync_log import SYNC_SOURCE_FLOWER, sync_run
+from aed_pipeline.lib.at_flower.write.served import read_public_rows, replace_public_slice
+from aed_pipeline.lib.at_flower.write.normalised import known_volumes, top_by_quantity, write_bidding_day
+from aed_pipeline.lib.at_flower.records import plain_valid_rows, validate_flower_rows
+from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_FLOWER, sync_run
 from aed_pipeline.simulator import Simulator, SimulatorServer
 
 KEY = "MARKERAT0123456789ABCDEF01234567"

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from aed_pipeline.lib.freshness import aed_rule, flower_rule, parse_deadline
+from aed_pipeline.lib.ops.freshness import aed_rule, flower_rule, parse_deadline
 
 UTC = dt.timezone.utc
 

@@ -31,8 +31,8 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from aed_pipeline.lib.aed_integrity import IntegrityThresholds
-from aed_pipeline.lib.aed_records import (
+from aed_pipeline.lib.egen_aed.checks import IntegrityThresholds
+from aed_pipeline.lib.egen_aed.records import (
     API_FIELDS,
     MAX_TEXT_LENGTH,
     PERSONAL_COLUMNS,
@@ -40,13 +40,13 @@ from aed_pipeline.lib.aed_records import (
     TIME_COLUMNS,
     validate_records,
 )
-from aed_pipeline.lib.aed_snapshot import ARCHIVE_SOURCE, PAGE_SET
-from aed_pipeline.lib.aed_sync import apply_snapshot, health_center_lookup
-from aed_pipeline.lib.aed_validation import validate_archived_snapshot
-from aed_pipeline.lib.archive import PageSetManifest, RawArchive
-from aed_pipeline.lib.at_flower import ParsedFlowerPage, parse_flower_response
-from aed_pipeline.lib.egen import OPERATION_FULL_DOWN, ParsedEgenPage, parse_egen_response
-from aed_pipeline.lib.errors import (
+from aed_pipeline.lib.egen_aed.fetch import ARCHIVE_SOURCE, PAGE_SET
+from aed_pipeline.lib.egen_aed.write.apply import apply_snapshot, health_center_lookup
+from aed_pipeline.lib.egen_aed.validate import validate_archived_snapshot
+from aed_pipeline.lib.core.archive import PageSetManifest, RawArchive
+from aed_pipeline.lib.at_flower.client import ParsedFlowerPage, parse_flower_response
+from aed_pipeline.lib.egen_aed.client import OPERATION_FULL_DOWN, ParsedEgenPage, parse_egen_response
+from aed_pipeline.lib.core.errors import (
     SourceAuthError,
     SourceQuotaExceeded,
     SourceRateLimited,
@@ -54,11 +54,11 @@ from aed_pipeline.lib.errors import (
     SourceResponseInvalid,
     SourceUnavailable,
 )
-from aed_pipeline.lib.flower_archive import API_FIELD_COLUMNS
-from aed_pipeline.lib.flower_public import PUBLIC_FRAME_COLUMNS, read_public_rows, replace_public_slice
-from aed_pipeline.lib.flower_validation import AMOUNT_COLUMNS, NAME_COLUMNS, plain_valid_rows, validate_flower_rows
-from aed_pipeline.lib.sync_log import SYNC_SOURCE_EGEN, replace_rejected_records
-from aed_pipeline.lib.warehouse import warehouse_engine
+from aed_pipeline.lib.at_flower.fetch import API_FIELD_COLUMNS
+from aed_pipeline.lib.at_flower.write.served import PUBLIC_FRAME_COLUMNS, read_public_rows, replace_public_slice
+from aed_pipeline.lib.at_flower.records import AMOUNT_COLUMNS, NAME_COLUMNS, plain_valid_rows, validate_flower_rows
+from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_EGEN, replace_rejected_records
+from aed_pipeline.lib.core.warehouse import warehouse_engine
 from aed_pipeline.simulator import AT_PATH, EGEN_PREFIX, Simulator
 
 HOSTILE = settings(

@@ -30,11 +30,11 @@ from aed_pipeline.defs.at_flower.assets import flower_auction_raw, flower_auctio
 from aed_pipeline.defs.at_flower.tables import flower_tables
 from aed_pipeline.defs.shared.io import PartitionedPickleIOManager
 from aed_pipeline.defs.shared.resources import AtFlowerApiResource, RawArchiveResource, WarehouseResource
-from aed_pipeline.lib.aed_sync import MissingDevicesGuardTripped
-from aed_pipeline.lib.kst import kst_date
-from aed_pipeline.lib.metrics import DURATION_BUCKETS, RECORD_STATUSES, MetricsServer, kst_midnight
-from aed_pipeline.lib.sync_log import SYNC_SOURCE_EGEN, SYNC_SOURCE_FLOWER, sync_run
-from aed_pipeline.lib.warehouse import create_warehouse_engine, warehouse_engine
+from aed_pipeline.lib.egen_aed.write.apply import MissingDevicesGuardTripped
+from aed_pipeline.lib.core.kst import kst_date
+from aed_pipeline.lib.ops.metrics import DURATION_BUCKETS, RECORD_STATUSES, MetricsServer, kst_midnight
+from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_EGEN, SYNC_SOURCE_FLOWER, sync_run
+from aed_pipeline.lib.core.warehouse import create_warehouse_engine, warehouse_engine
 from aed_pipeline_tests.aed_support import failure_messages, start_harness
 
 CLI = str(Path(sys.executable).parent / "aed-pipeline")
@@ -310,7 +310,7 @@ def test_an_unreadable_database_serves_up_0_and_never_shows_the_password(caplog)
     password = "Sup3r-secret-pw"
     # Port 1 on localhost: nothing listens, every connection is refused.
     engine = create_warehouse_engine(f"postgresql+psycopg://etl:{password}@127.0.0.1:1/warehouse?connect_timeout=2")
-    with caplog.at_level(logging.ERROR, logger="aed_pipeline.lib.metrics"), MetricsServer(engine, port=0) as server:
+    with caplog.at_level(logging.ERROR, logger="aed_pipeline.lib.ops.metrics"), MetricsServer(engine, port=0) as server:
         first = scrape(server.url)
         second = scrape(server.url)  # the server survived the first failure
     for samples in (first, second):

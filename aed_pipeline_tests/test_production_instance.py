@@ -37,7 +37,7 @@ from aed_pipeline.defs.egen_aed.assets import aed_raw_snapshot
 from aed_pipeline.defs.shared.io import PartitionedPickleIOManager
 from aed_pipeline.defs.shared.partitions import MAX_RUNTIME_SECONDS
 from aed_pipeline.defs.shared.resources import AtFlowerApiResource, RawArchiveResource, WarehouseResource
-from aed_pipeline.lib.embedded_postgres import EmbeddedPostgres
+from aed_pipeline.lib.core.embedded_postgres import EmbeddedPostgres
 from aed_pipeline.simulator import Simulator, SimulatorServer
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"

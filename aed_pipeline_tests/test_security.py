@@ -36,8 +36,8 @@ from aed_pipeline.defs.shared.resources import (
     build_resources,
 )
 from aed_pipeline.definitions import defs
-from aed_pipeline.lib import settings
-from aed_pipeline.lib.aed_records import TEXT_FIELD_COLUMNS
+from aed_pipeline.lib.core import settings
+from aed_pipeline.lib.egen_aed.records import TEXT_FIELD_COLUMNS
 from aed_pipeline.simulator import Simulator, SimulatorServer
 from aed_pipeline_tests.aed_support import AED_ASSETS, AedHarness, failure_messages
 from aed_pipeline_tests.helpers import AED_TABLES, FLOWER_TABLES, table_state

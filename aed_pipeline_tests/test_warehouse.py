@@ -13,8 +13,8 @@ import pytest
 import sqlalchemy as sa
 
 from aed_pipeline.cli import main as cli_main
-from aed_pipeline.lib.embedded_postgres import ensure_embedded_postgres, stop_embedded_postgres
-from aed_pipeline.lib.warehouse import (
+from aed_pipeline.lib.core.embedded_postgres import ensure_embedded_postgres, stop_embedded_postgres
+from aed_pipeline.lib.core.warehouse import (
     create_warehouse_engine,
     current_revision,
     downgrade_schema,
@@ -41,7 +41,7 @@ ENSURE_SCRIPT = textwrap.dedent(
     """
     import json, sys
     from pathlib import Path
-    from aed_pipeline.lib.embedded_postgres import ensure_embedded_postgres
+    from aed_pipeline.lib.core.embedded_postgres import ensure_embedded_postgres
     server = ensure_embedded_postgres(Path(sys.argv[1]))
     print(json.dumps({"pid": server.pid, "started_here": server.started_here}))
     """

@@ -24,7 +24,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from aed_pipeline.lib.aed_records import DEVICE_COLUMNS
+from aed_pipeline.lib.egen_aed.records import DEVICE_COLUMNS
 
 FLOOR_TABLE = "aed_floor"
 
@@ -87,8 +87,8 @@ def main() -> None:
     parser.add_argument("--database-url", required=True, help="a migrated warehouse (aed_data must exist)")
     parser.add_argument("--rows", required=True, help="a validated rows file written by aed_validated")
     args = parser.parse_args()
-    from aed_pipeline.lib.aed_rows import read_device_rows
-    from aed_pipeline.lib.warehouse import normalize_database_url
+    from aed_pipeline.lib.egen_aed.rows import read_device_rows
+    from aed_pipeline.lib.core.warehouse import normalize_database_url
 
     rows = list(read_device_rows(args.rows))
     conninfo = normalize_database_url(args.database_url).replace("postgresql+psycopg://", "postgresql://")

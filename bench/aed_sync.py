@@ -45,7 +45,7 @@ def _child(mode: str, base_url: str, database_url: str, work: str, day: str, row
     if mode == "floor":
         from aed_floor import measure_floor
 
-        from aed_pipeline.lib.aed_rows import read_device_rows
+        from aed_pipeline.lib.egen_aed.rows import read_device_rows
 
         rows = list(read_device_rows(rows_file))
         figures = measure_floor(database_url.replace("postgresql+psycopg://", "postgresql://"), rows)
@@ -101,7 +101,7 @@ def run_set(count: int, day: str) -> dict[str, dict]:
     """All modes for one registry size, on a fresh database, archive and simulator; prints its rows."""
     import psycopg
 
-    from aed_pipeline.lib.embedded_postgres import ensure_embedded_postgres, stop_embedded_postgres
+    from aed_pipeline.lib.core.embedded_postgres import ensure_embedded_postgres, stop_embedded_postgres
 
     work = Path(tempfile.mkdtemp(prefix="aed_bench_"))
     env = {**os.environ, "AED_PIPELINE_HOME": str(work / "home")}

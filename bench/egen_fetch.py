@@ -25,7 +25,7 @@ MODES = ("baseline", "cold", "stream", "collect")
 
 
 def _child(mode: str, base_url: str, num_of_rows: int, response_type: str) -> None:
-    from aed_pipeline.lib.egen import EgenClient
+    from aed_pipeline.lib.egen_aed.client import EgenClient
 
     rss_start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.perf_counter()

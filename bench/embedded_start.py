@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from aed_pipeline.lib.embedded_postgres import ensure_embedded_postgres, stop_embedded_postgres
+from aed_pipeline.lib.core.embedded_postgres import ensure_embedded_postgres, stop_embedded_postgres
 
 
 def _timed(home: Path) -> float:

@@ -62,7 +62,7 @@ def _peak_rss_mib(pid: int) -> str:
 def _fresh_database(home: Path) -> str:
     import psycopg
 
-    from aed_pipeline.lib.embedded_postgres import ensure_embedded_postgres
+    from aed_pipeline.lib.core.embedded_postgres import ensure_embedded_postgres
 
     server = ensure_embedded_postgres(home)
     name = f"bench_flower_{uuid.uuid4().hex[:8]}"
@@ -262,7 +262,7 @@ def main() -> None:
         if in_process_server is not None:
             in_process_server.__exit__(None, None, None)
         if args.home is None:
-            from aed_pipeline.lib.embedded_postgres import stop_embedded_postgres
+            from aed_pipeline.lib.core.embedded_postgres import stop_embedded_postgres
 
             stop_embedded_postgres(home)
         if server_process is not None:

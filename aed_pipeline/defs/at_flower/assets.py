@@ -30,18 +30,18 @@ from aed_pipeline.defs.at_flower.reporting import (
 )
 from aed_pipeline.defs.shared.partitions import flower_daily_partitions
 from aed_pipeline.defs.shared.resources import AtFlowerApiResource, RawArchiveResource, WarehouseResource
-from aed_pipeline.lib.at_flower import FLOWER_GUBN_NAMES
-from aed_pipeline.lib.errors import SourceError
-from aed_pipeline.lib.flower_archive import (
+from aed_pipeline.lib.at_flower.client import FLOWER_GUBN_NAMES
+from aed_pipeline.lib.core.errors import SourceError
+from aed_pipeline.lib.at_flower.fetch import (
     FLOWER_ARCHIVE_SOURCE,
     ArchivedFlowerDay,
     archive_flower_days,
     archived_flower_day,
     archived_public_rows,
 )
-from aed_pipeline.lib.flower_calendar import non_auction_reason, weekday_name
-from aed_pipeline.lib.flower_checks import VolumeRule, volume_history_dates
-from aed_pipeline.lib.flower_days import (
+from aed_pipeline.lib.at_flower.calendar import non_auction_reason, weekday_name
+from aed_pipeline.lib.at_flower.checks import VolumeRule, volume_history_dates
+from aed_pipeline.lib.at_flower.validate import (
     BLOCKING_CHECKS,
     CHECK_DUPLICATE_KEYS,
     CHECK_PRICE_INVARIANTS,
@@ -49,11 +49,11 @@ from aed_pipeline.lib.flower_days import (
     FlowerDaysValidation,
     validate_flower_days,
 )
-from aed_pipeline.lib.flower_public import PUBLIC_TABLE, loaded_sale_dates, read_public_rows, replace_public_slice
-from aed_pipeline.lib.flower_tables import known_volumes
-from aed_pipeline.lib.flower_validation import VALID_COLUMNS, FlowerAuctionRows
-from aed_pipeline.lib.kst import kst_date
-from aed_pipeline.lib.sync_log import SYNC_SOURCE_FLOWER, record_failed_sync, replace_rejected_records, sync_run
+from aed_pipeline.lib.at_flower.write.served import PUBLIC_TABLE, loaded_sale_dates, read_public_rows, replace_public_slice
+from aed_pipeline.lib.at_flower.write.normalised import known_volumes
+from aed_pipeline.lib.at_flower.records import VALID_COLUMNS, FlowerAuctionRows
+from aed_pipeline.lib.core.kst import kst_date
+from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_FLOWER, record_failed_sync, replace_rejected_records, sync_run
 
 # --------------------------------------------------------------------------- raw pages
 
@@ -148,7 +148,7 @@ def flower_auction_raw(
                     f"{by_group_name(day.rows_by_group())}{'; ' + note if note else ''}",
                 )
     except SourceError as error:
-        # The message names source, operation, page and code, and never the key (lib/errors.py).
+        # The message names source, operation, page and code, and never the key (lib/core/errors.py).
         if error.transient and context.retry_number < config.transient_retries:
             context.log.warning(f"transient failure, the step will be re-run: {error}")
             raise dg.RetryRequested(
@@ -306,7 +306,7 @@ VALIDATED_FRAME_SCHEMA = dg.TableSchema(
 
 
 class FlowerValidationConfig(dg.Config):
-    """Thresholds of the blocking checks (see ``aed_pipeline.lib.flower_checks.VolumeRule``)."""
+    """Thresholds of the blocking checks (see ``aed_pipeline.lib.at_flower.checks.VolumeRule``)."""
 
     volume_history_weeks: int = Field(default=8, description="Weeks back to look for the same weekday.")
     volume_min_history_dates: int = Field(

@@ -9,9 +9,9 @@ from typing import Any
 
 import dagster as dg
 
-from aed_pipeline.lib.archive import RawArchive
-from aed_pipeline.lib.at_flower import FLOWER_GUBN_NAMES
-from aed_pipeline.lib.flower_archive import archived_origin
+from aed_pipeline.lib.core.archive import RawArchive
+from aed_pipeline.lib.at_flower.client import FLOWER_GUBN_NAMES
+from aed_pipeline.lib.at_flower.fetch import archived_origin
 
 OWNERS = ["team:data-engineering"]
 #: Longest per-date table in a run's summary; a longer run lists its first and last dates (every

@@ -4,7 +4,7 @@ import dagster as dg
 
 from aed_pipeline.defs.at_flower.jobs import flower_daily_run_request, flower_sync_job
 from aed_pipeline.defs.shared.partitions import KST
-from aed_pipeline.lib.kst import kst_date
+from aed_pipeline.lib.core.kst import kst_date
 
 
 @dg.schedule(

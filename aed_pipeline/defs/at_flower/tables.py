@@ -19,9 +19,9 @@ from aed_pipeline.defs.shared.freshness import FLOWER_FRESHNESS_POLICY
 from aed_pipeline.defs.shared.io import per_partition
 from aed_pipeline.defs.shared.partitions import flower_daily_partitions
 from aed_pipeline.defs.shared.resources import WarehouseResource
-from aed_pipeline.lib.flower_tables import BIDDING_TABLE, TOP_COLUMNS, table_row_counts, top_by_quantity, write_bidding_day
-from aed_pipeline.lib.flower_validation import ValidatedFlowerDay
-from aed_pipeline.lib.sync_log import SYNC_SOURCE_FLOWER, sync_run
+from aed_pipeline.lib.at_flower.write.normalised import BIDDING_TABLE, TOP_COLUMNS, table_row_counts, top_by_quantity, write_bidding_day
+from aed_pipeline.lib.at_flower.records import ValidatedFlowerDay
+from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_FLOWER, sync_run
 
 VALIDATED = dg.AssetKey("flower_auction_validated")
 

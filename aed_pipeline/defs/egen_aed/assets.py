@@ -10,7 +10,7 @@ run (``BackfillPolicy.multi_run(1)``): memory stays that of one snapshot, a bad 
 the code may rely on ``context.partition_key`` because a run never spans a range.
 
 The snapshot is never held whole: pages are validated one at a time into a Parquet rows file
-(``lib/aed_rows.py``); ``aed_validated`` hands ``aed_data`` a reference to it, which the sync
+(``lib/egen_aed/rows.py``); ``aed_validated`` hands ``aed_data`` a reference to it, which the sync
 streams into PostgreSQL's COPY.
 """
 
@@ -24,9 +24,9 @@ from pydantic import Field
 from aed_pipeline.defs.shared.freshness import AED_FRESHNESS_POLICY
 from aed_pipeline.defs.shared.partitions import MAX_RUNTIME_SECONDS, MAX_RUNTIME_TAG, aed_daily_partitions
 from aed_pipeline.defs.shared.resources import EgenApiResource, RawArchiveResource, WarehouseResource
-from aed_pipeline.lib.aed_integrity import IntegrityThresholds
-from aed_pipeline.lib.aed_snapshot import SnapshotUnavailable, fetch_snapshot, snapshot_summary
-from aed_pipeline.lib.aed_sync import (
+from aed_pipeline.lib.egen_aed.checks import IntegrityThresholds
+from aed_pipeline.lib.egen_aed.fetch import SnapshotUnavailable, fetch_snapshot, snapshot_summary
+from aed_pipeline.lib.egen_aed.write.apply import (
     DEFAULT_MISSING_DEVICES_GUARD,
     AedSyncResult,
     MissingDevicesGuardTripped,
@@ -37,9 +37,9 @@ from aed_pipeline.lib.aed_sync import (
     post_write_figures,
     previous_snapshot,
 )
-from aed_pipeline.lib.aed_validation import BLOCKING_CHECKS, validate_archived_snapshot
-from aed_pipeline.lib.errors import SourceError
-from aed_pipeline.lib.sync_log import SYNC_SOURCE_EGEN, record_failed_sync, replace_rejected_records
+from aed_pipeline.lib.egen_aed.validate import BLOCKING_CHECKS, validate_archived_snapshot
+from aed_pipeline.lib.core.errors import SourceError
+from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_EGEN, record_failed_sync, replace_rejected_records
 
 GROUP = "aed"
 EGEN_API_POOL = "egen_api"

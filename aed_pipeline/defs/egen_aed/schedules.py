@@ -7,7 +7,7 @@ import dagster as dg
 
 from aed_pipeline.defs.egen_aed.assets import aed_sync_job
 from aed_pipeline.defs.shared.partitions import KST
-from aed_pipeline.lib.kst import kst_date
+from aed_pipeline.lib.core.kst import kst_date
 
 RECONCILE_RUN_CONFIG = {"ops": {"aed_data": {"config": {"reconcile": True}}}}
 

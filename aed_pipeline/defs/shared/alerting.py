@@ -29,10 +29,10 @@ from aed_pipeline.defs.shared.partitions import (
     PARTITION_TAG,
     SLOW_RUN_SECONDS,
 )
-from aed_pipeline.lib import settings
-from aed_pipeline.lib.aed_sync import MissingDevicesGuardTripped
-from aed_pipeline.lib.alerting import Alert, AlertDeliveryError, AlertSink, LogSink, SlackWebhookSink, run_url
-from aed_pipeline.lib.kst import KST
+from aed_pipeline.lib.core import settings
+from aed_pipeline.lib.egen_aed.write.apply import MissingDevicesGuardTripped
+from aed_pipeline.lib.ops.alerting import Alert, AlertDeliveryError, AlertSink, LogSink, SlackWebhookSink, run_url
+from aed_pipeline.lib.core.kst import KST
 
 CRITICAL_INTERVAL_SECONDS = 30
 SUMMARY_INTERVAL_SECONDS = 300

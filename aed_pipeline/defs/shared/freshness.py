@@ -14,9 +14,9 @@ import dagster as dg
 from aed_pipeline.defs.shared import alerting
 from aed_pipeline.defs.shared.alerting import AlertSinkResource
 from aed_pipeline.defs.shared.partitions import KST
-from aed_pipeline.lib import settings
-from aed_pipeline.lib.alerting import Alert, AlertDeliveryError
-from aed_pipeline.lib.freshness import DEFAULT_FLOWER_DEADLINE, aed_rule, flower_rule, parse_deadline
+from aed_pipeline.lib.core import settings
+from aed_pipeline.lib.ops.alerting import Alert, AlertDeliveryError
+from aed_pipeline.lib.ops.freshness import DEFAULT_FLOWER_DEADLINE, aed_rule, flower_rule, parse_deadline
 
 AED_RULE = aed_rule()
 FLOWER_RULE = flower_rule(

@@ -16,7 +16,7 @@ from typing import Any
 
 import dagster as dg
 
-from aed_pipeline.lib import settings
+from aed_pipeline.lib.core import settings
 
 
 class PartitionedPickleIOManager(dg.ConfigurableIOManager):

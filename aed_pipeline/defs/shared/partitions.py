@@ -12,7 +12,7 @@ import os
 
 import dagster as dg
 
-from aed_pipeline.lib.kst import TIMEZONE_NAME
+from aed_pipeline.lib.core.kst import TIMEZONE_NAME
 
 KST = TIMEZONE_NAME
 AED_START_DATE_ENV = "AED_PIPELINE_AED_START_DATE"

@@ -20,12 +20,12 @@ from sqlalchemy.engine import Engine
 
 from aed_pipeline.defs.shared.alerting import build_alert_sink
 from aed_pipeline.defs.shared.io import PartitionedPickleIOManager
-from aed_pipeline.lib import settings
-from aed_pipeline.lib.archive import RawArchive
-from aed_pipeline.lib.at_flower import AtFlowerClient
-from aed_pipeline.lib.egen import EgenClient
-from aed_pipeline.lib.http import RetryPolicy
-from aed_pipeline.lib.warehouse import redact_database_url, resolve_database_url, warehouse_engine
+from aed_pipeline.lib.core import settings
+from aed_pipeline.lib.core.archive import RawArchive
+from aed_pipeline.lib.at_flower.client import AtFlowerClient
+from aed_pipeline.lib.egen_aed.client import EgenClient
+from aed_pipeline.lib.core.http import RetryPolicy
+from aed_pipeline.lib.core.warehouse import redact_database_url, resolve_database_url, warehouse_engine
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class EgenApiResource(dg.ConfigurableResource):
     response_type: Literal["xml", "json"] = "xml"
     read_timeout_seconds: float = 120.0
     max_attempts: int = 5
-    retry_base_delay_seconds: float = 1.0  # first backoff ceiling; doubles per attempt (lib/http.py)
+    retry_base_delay_seconds: float = 1.0  # first backoff ceiling; doubles per attempt (lib/core/http.py)
 
     @property
     def source(self) -> Literal["live", "simulator"]:
@@ -114,7 +114,7 @@ class AtFlowerApiResource(dg.ConfigurableResource):
     data_type: Literal["json", "xml"] = "json"
     read_timeout_seconds: float = 60.0
     max_attempts: int = 5
-    retry_base_delay_seconds: float = 1.0  # first backoff ceiling; doubles per attempt (lib/http.py)
+    retry_base_delay_seconds: float = 1.0  # first backoff ceiling; doubles per attempt (lib/core/http.py)
 
     @property
     def source(self) -> Literal["live", "simulator"]:

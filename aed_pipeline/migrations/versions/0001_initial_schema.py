@@ -19,7 +19,7 @@ down_revision = None
 branch_labels = None
 depends_on = None
 
-REFERENCE_CSV = Path(__file__).resolve().parents[2] / "lib" / "reference" / "health_centers.csv"
+REFERENCE_CSV = Path(__file__).resolve().parents[1] / "reference" / "health_centers.csv"
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun", "hol")
 
 

@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterator, Literal
 import httpx
 from lxml import etree
 
-from aed_pipeline.lib.errors import (
+from aed_pipeline.lib.core.errors import (
     SOURCE_AT_FLOWER,
     SourceAuthError,
     SourceError,
@@ -40,7 +40,7 @@ from aed_pipeline.lib.errors import (
     SourceRequestInvalid,
     SourceResponseInvalid,
 )
-from aed_pipeline.lib.http import (
+from aed_pipeline.lib.core.http import (
     DEFAULT_USER_AGENT,
     RetryPolicy,
     SourceClient,
@@ -48,7 +48,7 @@ from aed_pipeline.lib.http import (
     body_snippet,
     build_url,
 )
-from aed_pipeline.lib.wire import (
+from aed_pipeline.lib.core.wire import (
     accept_header,
     first_significant_char,
     json_value_text,

@@ -18,8 +18,8 @@ import pandas as pd
 import pyarrow
 import pyarrow.compute as pa_compute
 
-from aed_pipeline.lib.aed_records import CURRENT_SIDO_NAMES, KEY_COLUMNS, KOREA_LATITUDE, KOREA_LONGITUDE, region_key
-from aed_pipeline.lib.archive import PageSetManifest
+from aed_pipeline.lib.egen_aed.records import CURRENT_SIDO_NAMES, KEY_COLUMNS, KOREA_LATITUDE, KOREA_LONGITUDE, region_key
+from aed_pipeline.lib.core.archive import PageSetManifest
 
 EXAMPLES = 5
 

@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterable, Iterator, Literal
 import httpx
 from lxml import etree
 
-from aed_pipeline.lib.errors import (
+from aed_pipeline.lib.core.errors import (
     SOURCE_EGEN,
     SourceAuthError,
     SourceError,
@@ -44,7 +44,7 @@ from aed_pipeline.lib.errors import (
     SourceResponseInvalid,
     SourceUnavailable,
 )
-from aed_pipeline.lib.http import (
+from aed_pipeline.lib.core.http import (
     DEFAULT_USER_AGENT,
     RetryPolicy,
     SourceClient,
@@ -53,7 +53,7 @@ from aed_pipeline.lib.http import (
     build_url,
     normalize_service_key,
 )
-from aed_pipeline.lib.wire import (
+from aed_pipeline.lib.core.wire import (
     accept_header,
     first_significant_char,
     json_value_text,
@@ -220,7 +220,7 @@ def parse_egen_response(
 
     ``response_type`` is only the requested format: the body is sniffed because
     the gateway's error envelope is XML even for ``_type=json``.  Raises the
-    typed :mod:`aed_pipeline.lib.errors` exceptions for error envelopes and
+    typed :mod:`aed_pipeline.lib.core.errors` exceptions for error envelopes and
     for malformed bodies; NODATA (code 03) is an empty page.
     """
     first = first_significant_char(raw)

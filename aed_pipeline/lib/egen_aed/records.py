@@ -35,7 +35,7 @@ import pyarrow
 import pyarrow.compute as pa_compute
 from pandera.typing import Series
 
-from aed_pipeline.lib.wire import storable_text, without_lone_surrogates
+from aed_pipeline.lib.core.wire import storable_text, without_lone_surrogates
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun", "hol")
 TIME_COLUMNS = tuple(f"{day}_{edge}" for day in WEEKDAYS for edge in ("start", "end"))

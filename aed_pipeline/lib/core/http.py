@@ -26,7 +26,7 @@ from urllib.parse import quote, quote_plus, unquote
 
 import httpx
 
-from aed_pipeline.lib.errors import (
+from aed_pipeline.lib.core.errors import (
     SourceError,
     SourceRateLimited,
     SourceRequestInvalid,

@@ -26,8 +26,8 @@ from psycopg import sql
 from psycopg.copy import QueuedLibpqWriter
 from sqlalchemy.engine import Connection
 
-from aed_pipeline.lib import settings
-from aed_pipeline.lib.aed_records import DEVICE_COLUMNS, SUNDAY_WEEK_COLUMNS
+from aed_pipeline.lib.core import settings
+from aed_pipeline.lib.egen_aed.records import DEVICE_COLUMNS, SUNDAY_WEEK_COLUMNS
 
 _FLOAT_COLUMNS = ("latitude", "longitude")
 ROWS_SCHEMA = pyarrow.schema(

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from aed_pipeline.lib.archive import ArchiveError, PageSetManifest, RawArchive, utc_now_iso
-from aed_pipeline.lib.at_flower import FLOWER_GUBN_NAMES, AtFlowerClient, f001_operation, parse_flower_response
+from aed_pipeline.lib.core.archive import ArchiveError, PageSetManifest, RawArchive, utc_now_iso
+from aed_pipeline.lib.at_flower.client import FLOWER_GUBN_NAMES, AtFlowerClient, f001_operation, parse_flower_response
 
 __all__ = [
     "FLOWER_ARCHIVE_SOURCE",
@@ -128,7 +128,7 @@ def archive_flower_group(
     """Fetch every page of one sale date and flower group and archive them byte for byte.
 
     ``origin`` (``live``/``simulator``) is recorded in the manifest. Errors of the client
-    (:class:`~aed_pipeline.lib.errors.SourceError`) propagate: a group whose fetch failed keeps no
+    (:class:`~aed_pipeline.lib.core.errors.SourceError`) propagate: a group whose fetch failed keeps no
     complete manifest, so nothing downstream can mistake it for a finished day.
     """
     # One fetch of a group at a time, and none while it is read (archived_public_rows): a fetch

@@ -40,10 +40,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from aed_pipeline.lib.aed_integrity import PreviousSnapshot
-from aed_pipeline.lib.aed_records import DEVICE_COLUMNS, PERSONAL_COLUMNS
-from aed_pipeline.lib.aed_rows import copy_device_rows
-from aed_pipeline.lib.sync_log import SYNC_SOURCE_EGEN, sync_run
+from aed_pipeline.lib.egen_aed.checks import PreviousSnapshot
+from aed_pipeline.lib.egen_aed.records import DEVICE_COLUMNS, PERSONAL_COLUMNS
+from aed_pipeline.lib.egen_aed.rows import copy_device_rows
+from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_EGEN, sync_run
 
 # An arbitrary constant: the key of the advisory lock that serialises AED syncs.
 AED_SYNC_LOCK_KEY = 7_310_052_618

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,8 +25,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from aed_pipeline.lib import aed_integrity, aed_records, aed_rows, egen
-from aed_pipeline.lib.aed_integrity import (
+from aed_pipeline.lib.egen_aed.checks import (
     CheckOutcome,
     IntegrityThresholds,
     PreviousSnapshot,
@@ -40,12 +38,12 @@ from aed_pipeline.lib.aed_integrity import (
     check_row_count,
     check_unique_serials,
 )
-from aed_pipeline.lib.aed_records import validate_records
-from aed_pipeline.lib.aed_rows import DeviceRowsWriter, validated_rows_path
-from aed_pipeline.lib.aed_snapshot import ARCHIVE_SOURCE, PAGE_SET, SnapshotUnavailable
-from aed_pipeline.lib.aed_sync import ValidatedAedSnapshot
-from aed_pipeline.lib.archive import PageSetManifest, RawArchive
-from aed_pipeline.lib.egen import OPERATION_FULL_DOWN, parse_egen_response
+from aed_pipeline.lib.egen_aed.records import validate_records
+from aed_pipeline.lib.egen_aed.rows import DeviceRowsWriter, validated_rows_path
+from aed_pipeline.lib.egen_aed.fetch import ARCHIVE_SOURCE, PAGE_SET, SnapshotUnavailable
+from aed_pipeline.lib.egen_aed.write.apply import ValidatedAedSnapshot
+from aed_pipeline.lib.core.archive import PageSetManifest, RawArchive
+from aed_pipeline.lib.egen_aed.client import OPERATION_FULL_DOWN, parse_egen_response
 
 # The checks that stop the write when they fail (each is a blocking Dagster asset check).
 BLOCKING_CHECKS = (
@@ -103,12 +101,19 @@ class _Validated:
         )
 
 
+#: The packages whose code decides a validation result: this source's (parser, mapping, checks, rows
+#: file) and ``core`` (wire helpers, archive). Whole packages, so that a module added later counts too.
+VALIDATING_PACKAGES = (Path(__file__).resolve().parent, Path(__file__).resolve().parent.parent / "core")
+
+
 @lru_cache(maxsize=1)
 def _code_digest() -> str:
-    """The validating code's identity: a changed parser, mapping or check invalidates kept results."""
+    """The validating code's identity: any changed source file of those packages invalidates kept results."""
     digest = hashlib.sha256()
-    for module in (egen, aed_records, aed_rows, aed_integrity, sys.modules[__name__]):
-        digest.update(Path(module.__file__).read_bytes())
+    for package in VALIDATING_PACKAGES:
+        for path in sorted(package.rglob("*.py")):
+            digest.update(f"{package.name}/{path.relative_to(package).as_posix()}\n".encode())
+            digest.update(path.read_bytes())
     return digest.hexdigest()
 
 

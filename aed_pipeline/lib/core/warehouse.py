@@ -18,11 +18,11 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine, make_url
 
-from aed_pipeline.lib.embedded_postgres import ensure_embedded_postgres
+from aed_pipeline.lib.core.embedded_postgres import ensure_embedded_postgres
 
 logger = logging.getLogger(__name__)
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 # An arbitrary constant: the key of the advisory lock that serialises schema migrations.
 MIGRATION_LOCK_KEY = 7_310_052_617
 

@@ -18,7 +18,7 @@ from typing import Any, Literal, Protocol
 
 import httpx
 
-from aed_pipeline.lib.http import register_secret
+from aed_pipeline.lib.core.http import register_secret
 
 logger = logging.getLogger(__name__)
 

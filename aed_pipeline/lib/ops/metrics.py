@@ -39,11 +39,11 @@ from prometheus_client.exposition import ThreadingWSGIServer
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from aed_pipeline.lib.flower_public import PUBLIC_TABLE
-from aed_pipeline.lib.flower_tables import BIDDING_TABLE
-from aed_pipeline.lib.http import redact
-from aed_pipeline.lib.kst import KST, kst_date
-from aed_pipeline.lib.sync_log import SYNC_SOURCE_EGEN, SYNC_SOURCE_FLOWER, SyncCounts
+from aed_pipeline.lib.at_flower.write.served import PUBLIC_TABLE
+from aed_pipeline.lib.at_flower.write.normalised import BIDDING_TABLE
+from aed_pipeline.lib.core.http import redact
+from aed_pipeline.lib.core.kst import KST, kst_date
+from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_EGEN, SYNC_SOURCE_FLOWER, SyncCounts
 
 logger = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from aed_pipeline.lib.flower_checks import GroupVolume
-from aed_pipeline.lib.sync_log import SYNC_SOURCE_FLOWER, copy_rows, synced_partitions
+from aed_pipeline.lib.at_flower.checks import GroupVolume
+from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_FLOWER, copy_rows, synced_partitions
 
 __all__ = ["TOP_COLUMNS", "BiddingDayCounts", "known_volumes", "table_row_counts", "top_by_quantity", "write_bidding_day"]
 

@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from psycopg import sql as psycopg_sql
 from sqlalchemy.engine import Connection
 
-from aed_pipeline.lib.flower_archive import PUBLIC_ROW_COLUMNS
-from aed_pipeline.lib.sync_log import SYNC_SOURCE_FLOWER, copy_rows, synced_partitions
+from aed_pipeline.lib.at_flower.fetch import PUBLIC_ROW_COLUMNS
+from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_FLOWER, copy_rows, synced_partitions
 
 __all__ = ["PUBLIC_TABLE", "PublicSliceCounts", "loaded_sale_dates", "read_public_rows", "replace_public_slice"]
 

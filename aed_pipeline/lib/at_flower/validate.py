@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from aed_pipeline.lib.flower_checks import (
+from aed_pipeline.lib.at_flower.checks import (
     GroupVolume,
     VolumeAnomaly,
     VolumeRule,
@@ -24,7 +24,7 @@ from aed_pipeline.lib.flower_checks import (
     groups_failing_price_invariants,
     volumes_by_date,
 )
-from aed_pipeline.lib.flower_validation import ValidatedFlowerDay, plain_valid_rows, served_record, validate_flower_rows
+from aed_pipeline.lib.at_flower.records import ValidatedFlowerDay, plain_valid_rows, served_record, validate_flower_rows
 
 __all__ = [
     "BLOCKING_CHECKS",

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
-from aed_pipeline.lib.flower_calendar import non_auction_reason
-from aed_pipeline.lib.kst import KST
+from aed_pipeline.lib.at_flower.calendar import non_auction_reason
+from aed_pipeline.lib.core.kst import KST
 
 AED_DEADLINE = time(7, 0)
 DEFAULT_FLOWER_DEADLINE = time(8, 0)

@@ -10,7 +10,7 @@ Row rules (SPEC.md §2.3): the served ``saleDate`` is the date asked for; ``flow
 group asked for; 품목/품종/등급 present; amounts and quantity non-negative integers (thousands
 separators tolerated); ``minAmt ≤ avgAmt ≤ maxAmt``; ``avgAmt = round(totAmt / totQty)`` within 1 won;
 (date, group, 품목, 품종, 등급) unique. Whether the whole date may be written (the blocking checks) is
-decided in :mod:`aed_pipeline.lib.flower_checks`.
+decided in :mod:`aed_pipeline.lib.at_flower.checks`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
-from aed_pipeline.lib.at_flower import FLOWER_GUBN_NAMES
+from aed_pipeline.lib.at_flower.client import FLOWER_GUBN_NAMES
 
 __all__ = [
     "AMOUNT_COLUMNS",

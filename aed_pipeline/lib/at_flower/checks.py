@@ -1,6 +1,6 @@
 """The blocking checks of the flower sync: when a whole sale date must not be written.
 
-A bad row is only rejected (:mod:`aed_pipeline.lib.flower_validation`); these checks look at the
+A bad row is only rejected (:mod:`aed_pipeline.lib.at_flower.records`); these checks look at the
 date as a whole and, when one fails, stop the table write for the run (the previous data stays):
 
 * **duplicate keys**: (date, group, 품목, 품종, 등급) served more than once. The API groups by that
@@ -23,8 +23,8 @@ from typing import Any
 
 import pandas as pd
 
-from aed_pipeline.lib.at_flower import FLOWER_GUBN_NAMES
-from aed_pipeline.lib.flower_validation import KEY_COLUMNS, average_matches_total, prices_ordered
+from aed_pipeline.lib.at_flower.client import FLOWER_GUBN_NAMES
+from aed_pipeline.lib.at_flower.records import KEY_COLUMNS, average_matches_total, prices_ordered
 
 __all__ = [
     "GroupVolume",

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Protocol
 
-from aed_pipeline.lib.archive import PageSetManifest, RawArchive, utc_now_iso
-from aed_pipeline.lib.egen import OPERATION_FULL_DOWN, EgenPage, page_count
-from aed_pipeline.lib.kst import kst_date
+from aed_pipeline.lib.core.archive import PageSetManifest, RawArchive, utc_now_iso
+from aed_pipeline.lib.egen_aed.client import OPERATION_FULL_DOWN, EgenPage, page_count
+from aed_pipeline.lib.core.kst import kst_date
 
 logger = logging.getLogger(__name__)
 
