@@ -1,11 +1,11 @@
 """``aed-pipeline``: the operator's commands for what is not Dagster's job.
 
-    aed-pipeline db upgrade            apply the schema migrations
-    aed-pipeline db downgrade REV      revert them (``base`` drops the platform's tables)
-    aed-pipeline db url                print the database URL in use, password redacted
-    aed-pipeline db stop               stop the embedded PostgreSQL (it otherwise keeps running)
-    aed-pipeline simulator serve       serve both simulated APIs over HTTP on localhost
-    aed-pipeline metrics serve         serve the Prometheus metrics of both syncs on /metrics
+aed-pipeline db upgrade            apply the schema migrations
+aed-pipeline db downgrade REV      revert them (``base`` drops the platform's tables)
+aed-pipeline db url                print the database URL in use, password redacted
+aed-pipeline db stop               stop the embedded PostgreSQL (it otherwise keeps running)
+aed-pipeline simulator serve       serve both simulated APIs over HTTP on localhost
+aed-pipeline metrics serve         serve the Prometheus metrics of both syncs on /metrics
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ class FakeSlack:
         slack = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's naming
+            def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 if slack.status == 200:
                     slack.bodies.append(json.loads(body))
@@ -77,7 +77,9 @@ class Sensor:
         self.sensor, self.instance, self.sink, self.cursor = sensor, instance, sink, None
 
     def tick(self) -> None:
-        context = dg.build_sensor_context(instance=self.instance, cursor=self.cursor, resources={"alert_sink": self.sink})
+        context = dg.build_sensor_context(
+            instance=self.instance, cursor=self.cursor, resources={"alert_sink": self.sink}
+        )
         result = self.sensor(context)
         self.cursor = result.cursor
 

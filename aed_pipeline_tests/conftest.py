@@ -19,7 +19,6 @@ from aed_pipeline.lib.core import settings
 from aed_pipeline.lib.core.embedded_postgres import EmbeddedPostgres, ensure_embedded_postgres, stop_embedded_postgres
 
 
-
 @pytest.fixture(scope="session")
 def pipeline_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A private AED_PIPELINE_HOME for the session (embedded database, raw archive)."""

@@ -30,8 +30,15 @@ def flower_resources(server: SimulatorServer, database_url: str, tmp_path: Path,
     }
 
 
-def run(resources: dict, *, day: date | None = None, first: date | None = None, last: date | None = None,
-        selection=None, run_config: dict | None = None) -> dg.ExecuteInProcessResult:
+def run(
+    resources: dict,
+    *,
+    day: date | None = None,
+    first: date | None = None,
+    last: date | None = None,
+    selection=None,
+    run_config: dict | None = None,
+) -> dg.ExecuteInProcessResult:
     """One Dagster run of the flower chain over one sale date or the range first … last."""
     config = run_config or NO_WAIT
     if selection is not None:  # Dagster refuses config for steps that are not selected

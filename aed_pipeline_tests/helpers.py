@@ -98,7 +98,9 @@ def table_state(engine: Engine, tables: tuple[str, ...] = DATA_TABLES) -> dict[s
         return {
             table: tuple(
                 conn.execute(
-                    sa.text(f"SELECT coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), ''), count(*) FROM {table} t")
+                    sa.text(
+                        f"SELECT coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), ''), count(*) FROM {table} t"
+                    )
                 ).one()
             )
             for table in tables

@@ -7,22 +7,25 @@ import gzip
 
 import pytest
 
+from aed_pipeline.lib.core.archive import ArchiveError, PageSetManifest, RawArchive
+from aed_pipeline.lib.core.errors import SourceQuotaExceeded
+from aed_pipeline.lib.egen_aed.client import EgenClient, parse_egen_response
+from aed_pipeline.lib.egen_aed.fetch import ARCHIVE_SOURCE, PAGE_SET, SnapshotUnavailable, fetch_snapshot
 from aed_pipeline.lib.egen_aed.records import (
     normalize_sido,
     region_from_address,
     row_hashes,
     validate_records,
 )
-from aed_pipeline.lib.egen_aed.fetch import ARCHIVE_SOURCE, PAGE_SET, SnapshotUnavailable, fetch_snapshot
-from aed_pipeline.lib.core.archive import ArchiveError, PageSetManifest, RawArchive
-from aed_pipeline.lib.egen_aed.client import EgenClient, parse_egen_response
-from aed_pipeline.lib.core.errors import SourceQuotaExceeded
 from aed_pipeline.simulator import Simulator, simulator_transport
 from aed_pipeline_tests.helpers import RECORDED_AED_XML
 
-HEALTH_CENTERS = {("서울특별시", "종로구"): "서울특별시 종로구보건소", ("경기도", "수원시"): "경기도 수원시보건소",
-                  ("세종특별자치시", "세종특별자치시"): "세종특별자치시보건소",
-                  ("강원특별자치도", "춘천시"): "강원특별자치도 춘천시보건소"}
+HEALTH_CENTERS = {
+    ("서울특별시", "종로구"): "서울특별시 종로구보건소",
+    ("경기도", "수원시"): "경기도 수원시보건소",
+    ("세종특별자치시", "세종특별자치시"): "세종특별자치시보건소",
+    ("강원특별자치도", "춘천시"): "강원특별자치도 춘천시보건소",
+}
 
 
 def _recorded_records() -> list[dict[str, str]]:
@@ -70,21 +73,33 @@ def test_row_hash_covers_the_device_and_not_the_row_number():
 
 
 def test_every_failure_of_a_record_is_collected_with_its_value():
-    record = {**_recorded_records()[0], "wgs84Lat": "NaN", "wgs84Lon": "inf", "monEndTme": "2401",
-              "sunFrtYon": "y", "org": "x" * 1001, "buildPlace": "a\x00b"}
+    record = {
+        **_recorded_records()[0],
+        "wgs84Lat": "NaN",
+        "wgs84Lon": "inf",
+        "monEndTme": "2401",
+        "sunFrtYon": "y",
+        "org": "x" * 1001,
+        "buildPlace": "a\x00b",
+    }
     result = validate_records([record, _recorded_records()[1]], HEALTH_CENTERS)
     assert len(result.frame) == 1 and len(result.rejected) == 1
     raw, failures = result.rejected[0]
     assert raw["wgs84Lat"] == "NaN"
     assert {f["column"] for f in failures} == {
-        "latitude", "longitude", "mon_end", "sun_week1", "installation_institution", "installation_position"
+        "latitude",
+        "longitude",
+        "mon_end",
+        "sun_week1",
+        "installation_institution",
+        "installation_position",
     }
 
 
 def test_masked_personal_fields_stay_masked_and_out_of_failure_reports():
     record = {**_recorded_records()[0], "manager": "김" * 1001}
     result = validate_records([record], HEALTH_CENTERS)
-    (_, failures), = result.rejected
+    ((_, failures),) = result.rejected
     assert failures == [{"column": "manager", "check": "text_without_nul_and_bounded", "value": None}]
     records = _recorded_records()
     frame = validate_records(records, HEALTH_CENTERS).frame
@@ -95,8 +110,14 @@ def test_masked_personal_fields_stay_masked_and_out_of_failure_reports():
 
 def test_archive_pages_are_compressed_content_hashed_and_verified(tmp_path):
     archive = RawArchive(tmp_path)
-    manifest = PageSetManifest(source="egen_aed", partition="2026-03-02", page_set="snapshot", origin="simulator",
-                               format="xml", request={"num_of_rows": 10})
+    manifest = PageSetManifest(
+        source="egen_aed",
+        partition="2026-03-02",
+        page_set="snapshot",
+        origin="simulator",
+        format="xml",
+        request={"num_of_rows": 10},
+    )
     body = RECORDED_AED_XML.read_bytes()
     entry = archive.add_page(manifest, 1, body, records=5, content_type="application/xml")
     path = tmp_path / "egen_aed" / "2026-03-02" / "snapshot" / entry.file
@@ -106,7 +127,7 @@ def test_archive_pages_are_compressed_content_hashed_and_verified(tmp_path):
     assert archive.read_page(reread, 1) == body and reread.records == 5
 
     path.write_bytes(gzip.compress(body.replace(b"31", b"32")))
-    with pytest.raises(ArchiveError, match="page 1 is corrupted.*sha256"):
+    with pytest.raises(ArchiveError, match=r"page 1 is corrupted.*sha256"):
         archive.read_page(reread, 1)
     path.write_bytes(b"not gzip")
     with pytest.raises(ArchiveError, match="not valid gzip"):
@@ -115,8 +136,9 @@ def test_archive_pages_are_compressed_content_hashed_and_verified(tmp_path):
 
 def test_archive_works_on_any_fsspec_url():
     archive = RawArchive("memory://aed-archive-test/raw")
-    manifest = PageSetManifest(source="egen_aed", partition="2026-03-02", page_set="snapshot", origin="live",
-                               format="xml", request={})
+    manifest = PageSetManifest(
+        source="egen_aed", partition="2026-03-02", page_set="snapshot", origin="live", format="xml", request={}
+    )
     archive.add_page(manifest, 1, b"<response/>", records=0)
     reread = archive.read_manifest("egen_aed", "2026-03-02", "snapshot")
     assert archive.read_page(reread, 1) == b"<response/>"

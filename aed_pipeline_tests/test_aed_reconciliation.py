@@ -36,14 +36,22 @@ def test_reconciliation_repairs_rows_edited_by_hand_that_the_daily_diff_cannot_s
     assert small.materialize(DAY).success
     engine = small.engine
     with engine.connect() as conn:
-        edited, other = conn.execute(
-            sa.text("SELECT equipment_serial FROM aed_data WHERE installation_address IS NOT NULL ORDER BY 1 LIMIT 2")
-        ).scalars().all()
+        edited, other = (
+            conn.execute(
+                sa.text(
+                    "SELECT equipment_serial FROM aed_data WHERE installation_address IS NOT NULL ORDER BY 1 LIMIT 2"
+                )
+            )
+            .scalars()
+            .all()
+        )
     served = _row(engine, edited)
     with engine.begin() as conn:
         # A hand edit keeps the stored row_hash, so the hash diff believes the row is unchanged.
         conn.execute(
-            sa.text("UPDATE aed_data SET installation_address = 'edited by hand', latitude = 0 WHERE equipment_serial = :s"),
+            sa.text(
+                "UPDATE aed_data SET installation_address = 'edited by hand', latitude = 0 WHERE equipment_serial = :s"
+            ),
             {"s": edited},
         )
         # A device that the registry no longer lists but the table still shows as active.
@@ -61,7 +69,11 @@ def test_reconciliation_repairs_rows_edited_by_hand_that_the_daily_diff_cannot_s
     assert _row(engine, edited)["installation_address"] == "edited by hand"  # invisible to the hash diff
 
     with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE aed_data SET deleted_at = NULL, operation_status = NULL WHERE equipment_serial = 'GHOST-0001'"))
+        conn.execute(
+            sa.text(
+                "UPDATE aed_data SET deleted_at = NULL, operation_status = NULL WHERE equipment_serial = 'GHOST-0001'"
+            )
+        )
     result = small.materialize(DAY, move_clock=False, run_config=RECONCILE)
     assert result.success, failure_messages(result)
     meta = small.metadata(result, "aed_data")

@@ -11,13 +11,13 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from aed_pipeline.lib.core.archive import RawArchive
+from aed_pipeline.lib.core.warehouse import warehouse_engine
+from aed_pipeline.lib.egen_aed.client import EgenClient
+from aed_pipeline.lib.egen_aed.fetch import fetch_snapshot
 from aed_pipeline.lib.egen_aed.records import DEVICE_COLUMNS, validate_records
 from aed_pipeline.lib.egen_aed.rows import DeviceRowsWriter, csv_chunks, read_device_rows
-from aed_pipeline.lib.egen_aed.fetch import fetch_snapshot
 from aed_pipeline.lib.egen_aed.validate import validate_archived_snapshot
-from aed_pipeline.lib.core.archive import RawArchive
-from aed_pipeline.lib.egen_aed.client import EgenClient
-from aed_pipeline.lib.core.warehouse import warehouse_engine
 from aed_pipeline.simulator import Simulator, SimulatorServer, simulator_transport
 
 DAY = dt.date(2026, 3, 2)
@@ -27,8 +27,17 @@ HEALTH_CENTERS = {("서울특별시", "종로구"): "서울특별시 종로구�
 def _tricky_frame() -> pd.DataFrame:
     """Two typed rows whose text needs CSV quoting, and nulls in every kind of column."""
     records = [
-        {"serialSeq": "A-1", "org": 'say "hi", then\nleave', "buildAddress": "서울특별시 종로구 종로 1", "wgs84Lat": "37.5709958592",
-         "wgs84Lon": "126.97795321234567", "monSttTme": "0000", "monEndTme": "2400", "sunFrtYon": "Y", "manager": "김**"},
+        {
+            "serialSeq": "A-1",
+            "org": 'say "hi", then\nleave',
+            "buildAddress": "서울특별시 종로구 종로 1",
+            "wgs84Lat": "37.5709958592",
+            "wgs84Lon": "126.97795321234567",
+            "monSttTme": "0000",
+            "monEndTme": "2400",
+            "sunFrtYon": "Y",
+            "manager": "김**",
+        },
         {"serialSeq": "A-2", "org": "\\N", "wgs84Lat": "0.30000000000000004", "wgs84Lon": "1", "sunFrtYon": "N"},
     ]
     return validate_records(records, HEALTH_CENTERS).frame
@@ -46,8 +55,12 @@ def test_the_rows_file_copies_into_postgresql_value_for_value(fresh_database_url
     warehouse_engine(fresh_database_url)  # the schema
     columns = sql.SQL(", ").join(sql.Identifier(c) for c in DEVICE_COLUMNS)
     with psycopg.connect(fresh_database_url.replace("postgresql+psycopg://", "postgresql://")) as conn:
-        conn.execute(sql.SQL("CREATE TEMPORARY TABLE csv_copy AS SELECT {c} FROM aed_data WITH NO DATA").format(c=columns))
-        conn.execute(sql.SQL("CREATE TEMPORARY TABLE row_copy AS SELECT {c} FROM aed_data WITH NO DATA").format(c=columns))
+        conn.execute(
+            sql.SQL("CREATE TEMPORARY TABLE csv_copy AS SELECT {c} FROM aed_data WITH NO DATA").format(c=columns)
+        )
+        conn.execute(
+            sql.SQL("CREATE TEMPORARY TABLE row_copy AS SELECT {c} FROM aed_data WITH NO DATA").format(c=columns)
+        )
         with conn.cursor().copy(sql.SQL("COPY csv_copy ({c}) FROM STDIN (FORMAT csv)").format(c=columns)) as copy:
             for chunk in csv_chunks(path):
                 copy.write(chunk)
@@ -93,7 +106,9 @@ def test_the_same_snapshot_validated_again_reuses_the_kept_result(tmp_path):
     again = validate_archived_snapshot(archive, DAY, health_centers=HEALTH_CENTERS, previous=None, rows_path=rows_path)
     assert again.reused
     assert again.snapshot == first.snapshot
-    assert [(c.name, c.passed, c.metadata) for c in again.checks] == [(c.name, c.passed, c.metadata) for c in first.checks]
+    assert [(c.name, c.passed, c.metadata) for c in again.checks] == [
+        (c.name, c.passed, c.metadata) for c in first.checks
+    ]
     assert again.rejected == [(dict(r), list(f)) for r, f in first.rejected]
     assert list(read_device_rows(again.snapshot.rows_path)) == rows
 
@@ -103,14 +118,19 @@ def test_another_reference_or_a_damaged_rows_file_is_validated_anew(tmp_path):
     rows_path = tmp_path / "validated.parquet"
     first = validate_archived_snapshot(archive, DAY, health_centers=HEALTH_CENTERS, previous=None, rows_path=rows_path)
     other = validate_archived_snapshot(
-        archive, DAY, health_centers={**HEALTH_CENTERS, ("경기도", "수원시"): "경기도 수원시보건소"}, previous=None,
+        archive,
+        DAY,
+        health_centers={**HEALTH_CENTERS, ("경기도", "수원시"): "경기도 수원시보건소"},
+        previous=None,
         rows_path=rows_path,
     )
     assert not other.reused
 
     with open(rows_path, "r+b") as handle:
         handle.truncate(100)
-    repaired = validate_archived_snapshot(archive, DAY, health_centers=HEALTH_CENTERS, previous=None, rows_path=rows_path)
+    repaired = validate_archived_snapshot(
+        archive, DAY, health_centers=HEALTH_CENTERS, previous=None, rows_path=rows_path
+    )
     assert not repaired.reused
     assert len(list(read_device_rows(rows_path))) == first.snapshot.valid
 

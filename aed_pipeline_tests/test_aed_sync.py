@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 import http.server
+import itertools
 import threading
 
+import dagster as dg
 import pytest
 import sqlalchemy as sa
-
-import dagster as dg
 
 from aed_pipeline.defs.egen_aed.assets import aed_data, aed_raw_snapshot, aed_validated
 from aed_pipeline.defs.shared.resources import EgenApiResource
 from aed_pipeline.lib.egen_aed.fetch import ARCHIVE_SOURCE, PAGE_SET
-from aed_pipeline.lib.egen_aed.write.apply import apply_snapshot, health_center_lookup, previous_snapshot
 from aed_pipeline.lib.egen_aed.validate import validate_archived_snapshot
+from aed_pipeline.lib.egen_aed.write.apply import apply_snapshot, health_center_lookup, previous_snapshot
 from aed_pipeline_tests.aed_support import (
     AED_ASSETS,
     expected_hashes,
@@ -78,7 +78,9 @@ def test_full_registry_lands_then_the_next_day_applies_exactly_the_simulators_ch
         with harness.engine.connect() as conn:
             types = dict(
                 conn.execute(
-                    sa.text("SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'aed_data'")
+                    sa.text(
+                        "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'aed_data'"
+                    )
                 ).all()
             )
             row = conn.execute(
@@ -103,12 +105,17 @@ def test_full_registry_lands_then_the_next_day_applies_exactly_the_simulators_ch
         assert second.success, failure_messages(second)
         meta = harness.metadata(second, "aed_data")
         assert (meta["inserted"], meta["deleted"], meta["updated"], meta["revived"]) == (
-            len(added), len(removed), len(edited), 0
+            len(added),
+            len(removed),
+            len(edited),
+            0,
         )
         assert meta["unchanged"] == len(after) - len(added) - len(edited)
         assert "| device | field | old → new |" in meta["changes"]
         with harness.engine.connect() as conn:
-            deleted = set(conn.execute(sa.text("SELECT equipment_serial FROM aed_data WHERE deleted_at IS NOT NULL")).scalars())
+            deleted = set(
+                conn.execute(sa.text("SELECT equipment_serial FROM aed_data WHERE deleted_at IS NOT NULL")).scalars()
+            )
         assert deleted == removed
         assert set(_active(harness.engine)) == set(after)
 
@@ -134,7 +141,7 @@ class _RecordedAedHandler(http.server.BaseHTTPRequestHandler):
 
     body = RECORDED_AED_XML.read_bytes().replace(b"<totalCount>486</totalCount>", b"<totalCount>5</totalCount>")
 
-    def do_GET(self):  # noqa: N802 - http.server's naming
+    def do_GET(self):
         self.send_response(200)
         self.send_header("Content-Type", "application/xml")
         self.send_header("Content-Length", str(len(self.body)))
@@ -173,7 +180,11 @@ def test_recorded_real_response_lands_field_for_field(fresh_database_url, tmp_pa
         }
     assert len(rows) == 5
     first = rows["031-150316-007123"]
-    assert (first.sido, first.gugun, first.jurisdiction_health_center) == ("서울특별시", "종로구", "서울특별시 종로구보건소")
+    assert (first.sido, first.gugun, first.jurisdiction_health_center) == (
+        "서울특별시",
+        "종로구",
+        "서울특별시 종로구보건소",
+    )
     assert first.installation_institution == "지멘스(주)"
     assert first.installation_address == "서울특별시 종로구 종로3길 17, D타워 10층 (청진동)"
     assert first.installation_position == "출입구(10층)"
@@ -238,7 +249,9 @@ def test_bad_values_are_quarantined_and_the_rest_syncs(small):
     assert small.metadata(result, "aed_data")["inserted"] == served - 3
     with small.engine.connect() as conn:
         rejected = conn.execute(
-            sa.text("SELECT record, failed_checks FROM rejected_records WHERE source = 'egen_aed' AND partition_key = :p"),
+            sa.text(
+                "SELECT record, failed_checks FROM rejected_records WHERE source = 'egen_aed' AND partition_key = :p"
+            ),
             {"p": DAY.isoformat()},
         ).all()
     reasons = {check["column"]: (check["check"], check["value"]) for _, checks in rejected for check in checks}
@@ -275,9 +288,7 @@ def test_failure_after_the_staging_copy_leaves_every_table_as_before(small):
         apply_snapshot(engine, validation.snapshot, after_stage=crash)
     assert small.fingerprint() == before
     with engine.connect() as conn:
-        status, error = conn.execute(
-            sa.text("SELECT status, error FROM sync_runs ORDER BY id DESC LIMIT 1")
-        ).one()
+        status, error = conn.execute(sa.text("SELECT status, error FROM sync_runs ORDER BY id DESC LIMIT 1")).one()
     assert status == "failed" and "injected" in error
 
     rerun = small.materialize(DAY + dt.timedelta(days=1))
@@ -295,9 +306,10 @@ def test_quota_exhausted_mid_fetch_writes_nothing_and_the_next_run_fetches_only_
     small.sim.request_log.clear()
     failed = small.materialize(next_day)
     assert not failed.success
-    assert "LIMITED_NUMBER_OF_SERVICE_REQUESTS_EXCEEDS_ERROR" in failure_messages(failed) or "quota" in failure_messages(
-        failed
-    ).lower()
+    assert (
+        "LIMITED_NUMBER_OF_SERVICE_REQUESTS_EXCEEDS_ERROR" in failure_messages(failed)
+        or "quota" in failure_messages(failed).lower()
+    )
     assert small.fingerprint() == before
     manifest = small.archive.read_manifest(ARCHIVE_SOURCE, next_day.isoformat(), PAGE_SET)
     assert sorted(manifest.pages) == [1, 2, 3] and not manifest.complete
@@ -360,7 +372,7 @@ def test_history_answers_the_registry_of_every_simulated_date(small):
         assert result.success, failure_messages(result)
     health_centers = health_center_lookup(small.engine)
     changed_days = 0
-    for previous, day in zip(days, days[1:]):
+    for previous, day in itertools.pairwise(days):
         served = small.simulator_snapshot(day)
         assert _history_on(small.engine, day) == expected_hashes(served, health_centers), day
         changed_days += served.keys() != small.simulator_snapshot(previous).keys()

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from aed_pipeline.lib.core.warehouse import downgrade_schema, upgrade_schema, warehouse_engine
 from aed_pipeline.lib.egen_aed.records import validate_records
 from aed_pipeline.lib.egen_aed.rows import DeviceRowsWriter
 from aed_pipeline.lib.egen_aed.write.apply import ValidatedAedSnapshot, apply_snapshot, health_center_lookup
-from aed_pipeline.lib.core.warehouse import downgrade_schema, upgrade_schema, warehouse_engine
 from aed_pipeline.simulator import Simulator
 
 DAY = dt.date(2026, 3, 2)
@@ -30,7 +30,9 @@ def registry() -> Simulator:
     return Simulator(today=DAY, aed_count=DEVICES)
 
 
-def _snapshot(sim: Simulator, day: dt.date, engine, tmp: Path, *, served_as: dt.date | None = None) -> ValidatedAedSnapshot:
+def _snapshot(
+    sim: Simulator, day: dt.date, engine, tmp: Path, *, served_as: dt.date | None = None
+) -> ValidatedAedSnapshot:
     """The simulator's registry of ``day`` as a validated snapshot of partition ``served_as`` (default ``day``)."""
     records = sim.registry.records(sim.registry.active_ids(day), day.toordinal())
     validated = validate_records(records, health_center_lookup(engine))
@@ -39,9 +41,16 @@ def _snapshot(sim: Simulator, day: dt.date, engine, tmp: Path, *, served_as: dt.
     with DeviceRowsWriter(path) as writer:
         writer.write(validated.frame)
     return ValidatedAedSnapshot(
-        partition_date=partition, rows_path=str(path), valid=len(validated.frame), fetched=len(records),
-        total_count=len(records), rejected=len(validated.rejected), profile={}, archive_ref=str(path),
-        archive_digest=day.isoformat(), origin="simulator",
+        partition_date=partition,
+        rows_path=str(path),
+        valid=len(validated.frame),
+        fetched=len(records),
+        total_count=len(records),
+        rejected=len(validated.rejected),
+        profile={},
+        archive_ref=str(path),
+        archive_digest=day.isoformat(),
+        origin="simulator",
     )
 
 
@@ -52,14 +61,20 @@ def _apply(engine, sim, tmp, day, **kwargs):
 def _versions(engine) -> set[tuple]:
     """Every version of every device, as the view shows it."""
     with engine.connect() as conn:
-        return set(conn.execute(sa.text("SELECT equipment_serial, row_hash, valid_from, valid_to FROM aed_data_versions")).all())
+        return set(
+            conn.execute(
+                sa.text("SELECT equipment_serial, row_hash, valid_from, valid_to FROM aed_data_versions")
+            ).all()
+        )
 
 
 def _current(engine) -> set[tuple]:
     with engine.connect() as conn:
         return set(
             conn.execute(
-                sa.text("SELECT equipment_serial, row_hash, version_since, deleted_at IS NULL, first_seen FROM aed_data")
+                sa.text(
+                    "SELECT equipment_serial, row_hash, version_since, deleted_at IS NULL, first_seen FROM aed_data"
+                )
             ).all()
         )
 
@@ -128,7 +143,9 @@ def test_a_rerun_of_the_newest_date_with_other_values_gives_the_versions_of_a_si
     assert current - only_wrong == expected
 
 
-def test_dates_applied_out_of_order_give_the_versions_of_plain_order(registry, fresh_database_url, reference_database_url, tmp_path):
+def test_dates_applied_out_of_order_give_the_versions_of_plain_order(
+    registry, fresh_database_url, reference_database_url, tmp_path
+):
     days = [DAY + dt.timedelta(days=n) for n in (0, 20, 45, 70)]
     engine = warehouse_engine(fresh_database_url)
     for day in (days[0], days[3], days[1], days[2]):  # the last two are backfills

@@ -31,13 +31,18 @@ from aed_pipeline.defs.at_flower.tables import flower_tables
 from aed_pipeline.defs.shared import alerting as alerting_defs
 from aed_pipeline.defs.shared.alerting import build_alert_sink, critical_alerts, daily_warning_summary
 from aed_pipeline.defs.shared.io import PartitionedPickleIOManager
-from aed_pipeline.defs.shared.resources import AtFlowerApiResource, RawArchiveResource, WarehouseResource, build_resources
+from aed_pipeline.defs.shared.resources import (
+    AtFlowerApiResource,
+    RawArchiveResource,
+    WarehouseResource,
+    build_resources,
+)
 from aed_pipeline.lib.core import settings
-from aed_pipeline.lib.ops.alerting import Alert, AlertDeliveryError, LogSink, SlackWebhookSink
 from aed_pipeline.lib.core.kst import KST
+from aed_pipeline.lib.ops.alerting import Alert, AlertDeliveryError, LogSink, SlackWebhookSink
 from aed_pipeline.simulator import Simulator, SimulatorServer
 from aed_pipeline_tests.aed_support import AED_ASSETS, start_harness
-from aed_pipeline_tests.alert_support import (  # noqa: F401 - fixtures
+from aed_pipeline_tests.alert_support import (
     HOOK_SECRET,
     UI,
     FakeSlack,
@@ -100,19 +105,29 @@ def flower_run(instance, resources, day=MONDAY, assets=None) -> dg.ExecuteInProc
     )
 
 
-def recorded_run(instance, *, started: float, finished: float | None = None, job: str = "aed_sync",
-                 tags: dict | None = None) -> str:
+def recorded_run(
+    instance, *, started: float, finished: float | None = None, job: str = "aed_sync", tags: dict | None = None
+) -> str:
     """A run whose start (and end) Dagster recorded at the given moments: a long run without waiting for it."""
     run = instance.add_run(
-        DagsterRun(job_name=job, run_id=make_new_run_id(), status=DagsterRunStatus.NOT_STARTED,
-                   tags={"dagster/max_runtime": "3600", **(tags or {})})
+        DagsterRun(
+            job_name=job,
+            run_id=make_new_run_id(),
+            status=DagsterRunStatus.NOT_STARTED,
+            tags={"dagster/max_runtime": "3600", **(tags or {})},
+        )
     )
     events = [(DagsterEventType.RUN_START, started)] + ([(DagsterEventType.RUN_SUCCESS, finished)] if finished else [])
     for event_type, moment in events:
         instance.handle_new_event(
             EventLogEntry(
-                error_info=None, level=logging.DEBUG, user_message="", run_id=run.run_id, timestamp=moment,
-                job_name=job, dagster_event=DagsterEvent(event_type.value, job_name=job),
+                error_info=None,
+                level=logging.DEBUG,
+                user_message="",
+                run_id=run.run_id,
+                timestamp=moment,
+                job_name=job,
+                dagster_event=DagsterEvent(event_type.value, job_name=job),
             )
         )
     return run.run_id
@@ -152,7 +167,7 @@ def test_the_third_consecutive_failed_run_of_a_job_alerts_once_and_a_success_sta
 ):
     alerts = Sensor(critical_alerts, instance, sink)
     sim.faults.at_result_code = 1
-    for attempt in range(2):
+    for _attempt in range(2):
         assert not flower_run(instance, flower_resources).success
         alerts.tick()
     assert slack.take() == []  # two failures: not yet
@@ -172,7 +187,7 @@ def test_the_third_consecutive_failed_run_of_a_job_alerts_once_and_a_success_sta
     sim.faults.at_result_code = None
     assert flower_run(instance, flower_resources).success
     sim.faults.at_result_code = 1
-    for attempt in range(3):
+    for _attempt in range(3):
         assert not flower_run(instance, flower_resources).success
     alerts.tick()
     assert [header(p) for p in slack.take()] == ["🚨 3 consecutive failed runs"]
@@ -217,10 +232,17 @@ def test_the_missing_devices_guard_alerts_once_naming_the_counts(instance, fresh
     day = dt.date(2026, 3, 2)
     harness = start_harness(fresh_database_url, tmp_path, day=day, aed_count=3000, num_of_rows=1000)
     try:
+
         def run(on: dt.date, config: dict | None = None):
             harness.sim.today = on
-            return dg.materialize(AED_ASSETS, partition_key=on.isoformat(), resources=harness.resources,
-                                  run_config=config or {}, instance=instance, raise_on_error=False)
+            return dg.materialize(
+                AED_ASSETS,
+                partition_key=on.isoformat(),
+                resources=harness.resources,
+                run_config=config or {},
+                instance=instance,
+                raise_on_error=False,
+            )
 
         assert run(day).success
         harness.sim.faults.snapshot = "half_missing"
@@ -249,8 +271,12 @@ def soft_checked() -> dg.MaterializeResult:
     """An asset whose non-blocking check warns: the kind of failure that only goes into the summary."""
     return dg.MaterializeResult(
         check_results=[
-            dg.AssetCheckResult(check_name="row_count_plausible", passed=False, severity=dg.AssetCheckSeverity.WARN,
-                                description="fewer rows than usual")
+            dg.AssetCheckResult(
+                check_name="row_count_plausible",
+                passed=False,
+                severity=dg.AssetCheckSeverity.WARN,
+                description="fewer rows than usual",
+            )
         ]
     )
 
@@ -266,7 +292,7 @@ def test_the_daily_summary_posts_every_warning_once_at_nine_kst(
 ):
     clock = {"now": None}
     monkeypatch.setattr(alerting_defs, "now", lambda: clock["now"])
-    due = _next_nine_five_kst(dt.datetime.now(dt.timezone.utc))
+    due = _next_nine_five_kst(dt.datetime.now(dt.UTC))
 
     sim.faults.http_error_status, sim.faults.http_error_count = 503, 1  # retried by Dagster, then fine
     retried = flower_run(instance, flower_resources)
@@ -301,8 +327,9 @@ def test_the_daily_summary_posts_every_warning_once_at_nine_kst(
     assert f"run {retried.run_id[:8]}" in recovered_text and f"run {recovered[:8]}" in recovered_text
     assert "run succeeded on run retry 1" in recovered_text
     assert "run succeeded after 50 minutes" in sections["*Runs over 45 minutes* (1)"] and slow[:8] in str(payload)
-    assert "soft_checked: check row_count_plausible failed (WARN): fewer rows than usual" in (
-        sections["*Non-blocking check failed* (1)"]
+    assert (
+        "soft_checked: check row_count_plausible failed (WARN): fewer rows than usual"
+        in (sections["*Non-blocking check failed* (1)"])
     )
     rejected_text = sections["*Rows rejected by validation* (1)"]
     assert "flower_auction_validated · 2026-03-11:" in rejected_text and "row(s) rejected" in rejected_text
@@ -317,7 +344,7 @@ def test_the_daily_summary_posts_every_warning_once_at_nine_kst(
 
 
 def test_the_daily_summary_is_posted_the_next_tick_when_slack_refused_it(instance, slack, sink, monkeypatch):
-    due = _next_nine_five_kst(dt.datetime.now(dt.timezone.utc))
+    due = _next_nine_five_kst(dt.datetime.now(dt.UTC))
     monkeypatch.setattr(alerting_defs, "now", lambda: due)
     assert dg.materialize([soft_checked], instance=instance).success
     summary = Sensor(daily_warning_summary, instance, sink)
@@ -334,7 +361,7 @@ def test_the_daily_summary_is_posted_the_next_tick_when_slack_refused_it(instanc
 
 def test_an_alert_refused_by_slack_is_sent_on_the_next_tick_and_only_once(instance, flower_resources, sim, slack, sink):
     sim.faults.at_result_code = 1
-    for attempt in range(3):
+    for _attempt in range(3):
         assert not flower_run(instance, flower_resources).success
     alerts = Sensor(critical_alerts, instance, sink)
     slack.status = 500
@@ -363,8 +390,14 @@ def test_without_a_webhook_alerts_go_to_the_log(instance, monkeypatch, caplog):
 
 
 def test_the_webhook_url_never_appears_in_logs_or_errors(slack, caplog):
-    alert = Alert(severity="critical", rule="consecutive_failures", what="boom", job="aed_sync", run_id="r" * 36,
-                  run_url=f"{UI}/runs/{'r' * 36}")
+    alert = Alert(
+        severity="critical",
+        rule="consecutive_failures",
+        what="boom",
+        job="aed_sync",
+        run_id="r" * 36,
+        run_url=f"{UI}/runs/{'r' * 36}",
+    )
     caplog.set_level(logging.DEBUG)  # httpx logs each request URL at INFO
     SlackWebhookSink(slack.url).send_critical(alert)
     slack.status = 403

@@ -130,7 +130,9 @@ def test_key_with_special_chars_encoded_once():
 
 
 def test_xml_data_type_requested():
-    handler = ScriptedHandler(httpx.Response(200, content=xml_body([SAMPLE_ROW]), headers={"Content-Type": "application/xml"}))
+    handler = ScriptedHandler(
+        httpx.Response(200, content=xml_body([SAMPLE_ROW]), headers={"Content-Type": "application/xml"})
+    )
     client, _ = make_client(handler, data_type="xml")
     with client:
         page = client.fetch_page(DAY, 3, 1)
@@ -174,7 +176,9 @@ def test_parse_item_wrapper_object():
 
 @pytest.mark.parametrize("decl", [True, False])
 def test_parse_xml_with_and_without_declaration(decl):
-    parsed = parse_flower_response(xml_body([SAMPLE_ROW, SAMPLE_ROW], decl=decl), data_type="xml", operation=OPERATION, page=1)
+    parsed = parse_flower_response(
+        xml_body([SAMPLE_ROW, SAMPLE_ROW], decl=decl), data_type="xml", operation=OPERATION, page=1
+    )
     assert parsed.records == [SAMPLE_ROW, SAMPLE_ROW] and parsed.num_of_rows == 2 and parsed.format == "xml"
 
 
@@ -268,7 +272,9 @@ def test_unknown_key_html_body_via_client(caplog):
 # --------------------------------------------------------------------------- transient failures
 
 
-@pytest.mark.parametrize("exc_type", [httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadTimeout, httpx.ReadError])
+@pytest.mark.parametrize(
+    "exc_type", [httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadTimeout, httpx.ReadError]
+)
 def test_dropped_connections_are_retried(exc_type, caplog):
     caplog.set_level(logging.DEBUG)
     handler = ScriptedHandler(exc_type, exc_type, json_response(SAMPLE_JSON))

@@ -16,7 +16,6 @@ from urllib.parse import quote
 import pytest
 
 from aed_pipeline.lib.at_flower.client import AtFlowerClient
-from aed_pipeline.lib.egen_aed.client import EgenClient
 from aed_pipeline.lib.core.errors import (
     SourceAuthError,
     SourceError,
@@ -26,6 +25,7 @@ from aed_pipeline.lib.core.errors import (
     SourceUnavailable,
 )
 from aed_pipeline.lib.core.http import RetryPolicy
+from aed_pipeline.lib.egen_aed.client import EgenClient
 from aed_pipeline.simulator import Simulator, SimulatorServer
 from aed_pipeline_tests.helpers import assert_no_key
 
@@ -191,7 +191,9 @@ def test_quota_exhausted_mid_snapshot_keeps_the_pages_fetched(sim, server) -> No
 def test_transient_failures_are_retried_until_success(sim, server, faults: dict) -> None:
     for name, value in faults.items():
         setattr(sim.faults, name, value)
-    failures = max(faults.get(name, 0) for name in ("http_error_count", "egen_per_second_count", "timeout_count", "reset_count"))
+    failures = max(
+        faults.get(name, 0) for name in ("http_error_count", "egen_per_second_count", "timeout_count", "reset_count")
+    )
     with egen(server, read_timeout=0.5) as client:
         page = client.fetch_full_down_page(1)
     assert page.records
@@ -266,7 +268,13 @@ def _at_error(server: SimulatorServer, caplog: pytest.LogCaptureFixture, key: st
 
 @pytest.mark.parametrize(
     ("result_code", "expected"),
-    [(1, SourceAuthError), (2, SourceAuthError), (3, SourceAuthError), (4, SourceQuotaExceeded), (5, SourceRequestInvalid)],
+    [
+        (1, SourceAuthError),
+        (2, SourceAuthError),
+        (3, SourceAuthError),
+        (4, SourceQuotaExceeded),
+        (5, SourceRequestInvalid),
+    ],
 )
 def test_each_result_code_fails_at_once_with_its_own_error(sim, server, caplog, result_code: int, expected) -> None:
     sim.faults.at_result_code = result_code

@@ -24,12 +24,12 @@ import sqlalchemy as sa
 
 from aed_pipeline.defs.at_flower.assets import flower_auction_raw
 from aed_pipeline.defs.shared.resources import EgenApiResource
-from aed_pipeline.lib.egen_aed.fetch import ARCHIVE_SOURCE, PAGE_SET, fetch_snapshot
-from aed_pipeline.lib.egen_aed.write.apply import AED_SYNC_LOCK_KEY, apply_snapshot
-from aed_pipeline.lib.core.archive import RawArchive
 from aed_pipeline.lib.at_flower.fetch import archived_public_rows
 from aed_pipeline.lib.at_flower.write.served import replace_public_slice
+from aed_pipeline.lib.core.archive import RawArchive
 from aed_pipeline.lib.core.warehouse import warehouse_engine
+from aed_pipeline.lib.egen_aed.fetch import ARCHIVE_SOURCE, PAGE_SET, fetch_snapshot
+from aed_pipeline.lib.egen_aed.write.apply import AED_SYNC_LOCK_KEY, apply_snapshot
 from aed_pipeline.simulator import Simulator, SimulatorServer
 from aed_pipeline_tests.flower_support import KEY, SETTLED, flower_resources, run
 from aed_pipeline_tests.reliability_support import (
@@ -78,14 +78,17 @@ def _reader_state(conn) -> tuple:
 def _waiting_on_advisory_lock(engine, key: int) -> bool:
     """Someone in the engine's database waits for the one-key advisory lock ``key``."""
     with engine.connect() as conn:
-        return conn.execute(
-            sa.text(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
-                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-                "AND objsubid = 1 AND ((classid::bigint << 32) | objid::bigint) = :key"
-            ),
-            {"key": key},
-        ).scalar_one() > 0
+        return (
+            conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+                    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                    "AND objsubid = 1 AND ((classid::bigint << 32) | objid::bigint) = :key"
+                ),
+                {"key": key},
+            ).scalar_one()
+            > 0
+        )
 
 
 # --------------------------------------------------------------------------- readers during a sync
@@ -127,7 +130,10 @@ def test_a_reader_during_a_full_sync_sees_the_old_or_the_new_registry_and_never_
                 try:
                     # A reconciliation: every field compared, and ANALYZE after the commit.
                     writer = pool.submit(
-                        apply_snapshot, writer_engine, world.next, reconcile=True,
+                        apply_snapshot,
+                        writer_engine,
+                        world.next,
+                        reconcile=True,
                         after_stage=lambda conn: in_transaction.set(),
                     )
                     assert in_transaction.wait(timeout=60)
@@ -244,7 +250,9 @@ def flower_server():
         yield server
 
 
-def test_two_writes_of_the_same_flower_slice_at_once_wait_for_each_other_and_both_succeed(flower_server, fresh_database_url, tmp_path):
+def test_two_writes_of_the_same_flower_slice_at_once_wait_for_each_other_and_both_succeed(
+    flower_server, fresh_database_url, tmp_path
+):
     resources = flower_resources(flower_server, fresh_database_url, tmp_path)
     assert run(resources, day=MONDAY, selection=[flower_auction_raw]).success
     rows, _ = archived_public_rows(resources["raw_archive"].archive(), MONDAY)
@@ -274,12 +282,15 @@ def test_two_writes_of_the_same_flower_slice_at_once_wait_for_each_other_and_bot
 
 def _waiting_on_two_key_lock(engine) -> bool:
     with engine.connect() as conn:
-        return conn.execute(
-            sa.text(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objsubid = 2 "
-                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-            )
-        ).scalar_one() > 0
+        return (
+            conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objsubid = 2 "
+                    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                )
+            ).scalar_one()
+            > 0
+        )
 
 
 def test_two_flower_runs_of_the_same_date_at_once_end_as_one_run(flower_server, embedded_pg, tmp_path):

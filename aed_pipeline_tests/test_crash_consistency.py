@@ -24,9 +24,9 @@ import sqlalchemy as sa
 
 from aed_pipeline.defs.at_flower.assets import flower_auction_raw, flower_auction_validated, public_bidding_flowers
 from aed_pipeline.defs.at_flower.tables import flower_tables
-from aed_pipeline.lib.egen_aed.write.apply import apply_snapshot
 from aed_pipeline.lib.core.sync_log import ABANDONED_ERROR_TYPE
 from aed_pipeline.lib.core.warehouse import warehouse_engine
+from aed_pipeline.lib.egen_aed.write.apply import apply_snapshot
 from aed_pipeline.simulator import Simulator, SimulatorServer
 from aed_pipeline_tests.crash_child import APPLICATION_NAME
 from aed_pipeline_tests.flower_support import KEY, SETTLED, flower_resources, run
@@ -58,8 +58,14 @@ def world(embedded_pg, tmp_path_factory):
 def _child(*args: str, url: str) -> subprocess.Popen:
     """Start the child on ``url``, its connections named so that the test can find its backends."""
     return subprocess.Popen(
-        [sys.executable, "-m", "aed_pipeline_tests.crash_child", args[0], f"{url}&application_name={APPLICATION_NAME}",
-         *args[1:]],
+        [
+            sys.executable,
+            "-m",
+            "aed_pipeline_tests.crash_child",
+            args[0],
+            f"{url}&application_name={APPLICATION_NAME}",
+            *args[1:],
+        ],
         cwd=Path(__file__).resolve().parent.parent,
     )
 
@@ -85,8 +91,9 @@ def _killed(child: subprocess.Popen, engine) -> float:
 def _kill_during_copy(child: subprocess.Popen, engine) -> None:
     """SIGKILL the child while its backend is executing the staging COPY."""
     wait_until(
-        lambda: child.poll() is not None
-        or _child_backends(engine, "state = 'active' AND query LIKE 'COPY \"aed_stage\"%'"),
+        lambda: (
+            child.poll() is not None or _child_backends(engine, "state = 'active' AND query LIKE 'COPY \"aed_stage\"%'")
+        ),
         timeout=60,
         interval=0.001,
     )
@@ -117,12 +124,16 @@ def test_an_aed_sync_killed_at_any_point_leaves_the_tables_as_before_and_the_rer
         assert rerun.rows_written > 0
         # The re-run's sync found the killed one's row and marked it abandoned.
         assert [r[:2] for r in sync_runs(engine)] == [
-            ("success", None), ("failed", ABANDONED_ERROR_TYPE), ("success", None)
+            ("success", None),
+            ("failed", ABANDONED_ERROR_TYPE),
+            ("success", None),
         ]
         assert content_state(engine) == world.reference
-        print(f"\n{point}: killed; backends gone after {backends_gone * 1000:.0f} ms; rows before "
-              f"{ {t: n for t, (_, n) in before.items()} }, after the re-run "
-              f"{ {t: n for t, (_, n) in world.reference.items()} }")
+        print(
+            f"\n{point}: killed; backends gone after {backends_gone * 1000:.0f} ms; rows before "
+            f"{ {t: n for t, (_, n) in before.items()} }, after the re-run "
+            f"{ {t: n for t, (_, n) in world.reference.items()} }"
+        )
 
 
 # --------------------------------------------------------------------------- a flower date
@@ -164,8 +175,9 @@ def test_a_flower_date_killed_while_written_keeps_each_table_before_or_after_and
     exact_before = table_state(engine, ("public_bidding_flowers", "flower_types", "flowers", "bidding_flowers"))
 
     marker = tmp_path / "marker"
-    child = _child("flower", str(tmp_path), server.at_base_url, MONDAY.isoformat(), point, str(marker),
-                   url=fresh_database_url)
+    child = _child(
+        "flower", str(tmp_path), server.at_base_url, MONDAY.isoformat(), point, str(marker), url=fresh_database_url
+    )
     _killed(child, engine)
     assert marker.read_text() == point
     assert advisory_locks(engine) == 0

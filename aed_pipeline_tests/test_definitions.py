@@ -10,6 +10,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from aed_pipeline.definitions import defs
 from aed_pipeline.defs.shared.partitions import aed_daily_partitions, flower_daily_partitions
 from aed_pipeline.defs.shared.resources import (
     AtFlowerApiResource,
@@ -17,7 +18,6 @@ from aed_pipeline.defs.shared.resources import (
     WarehouseResource,
     build_resources,
 )
-from aed_pipeline.definitions import defs
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -94,7 +94,6 @@ def test_simulator_mode_fetches_through_the_in_process_simulator_and_says_so(
 
 def test_the_warehouse_resource_gives_a_migrated_engine_on_the_embedded_server(embedded_pg) -> None:
     import sqlalchemy as sa
-
     from sqlalchemy.engine import make_url
 
     warehouse = WarehouseResource()
@@ -114,8 +113,12 @@ def test_the_aed_chain_its_blocking_checks_and_job_are_defined() -> None:
     assert graph.get(chain[1]).parent_keys == {chain[0]} and graph.get(chain[2]).parent_keys == {chain[1]}
     blocking = {k.name for k in graph.asset_check_keys if k.asset_key == chain[1] and graph.get(k).blocking}
     assert blocking == {
-        "serials_unique", "records_match_total_count", "row_count_stable",
-        "no_column_collapse", "coordinates_inside_korea", "region_pairs_known",
+        "serials_unique",
+        "records_match_total_count",
+        "row_count_stable",
+        "no_column_collapse",
+        "coordinates_inside_korea",
+        "region_pairs_known",
     }
     assert graph.get(chain[0]).pools == {"egen_api"}
     metadata = graph.get(chain[2]).metadata

@@ -8,7 +8,6 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
-from aed_pipeline.lib.egen_aed.client import EgenClient, EgenPage, page_count, parse_egen_response
 from aed_pipeline.lib.core.errors import (
     SourceAuthError,
     SourceError,
@@ -19,6 +18,7 @@ from aed_pipeline.lib.core.errors import (
     SourceUnavailable,
 )
 from aed_pipeline.lib.core.http import RetryPolicy
+from aed_pipeline.lib.egen_aed.client import EgenClient, EgenPage, page_count, parse_egen_response
 from aed_pipeline_tests.helpers import RECORDED, RECORDED_AED_XML, ScriptedHandler, assert_no_key, synthetic_aed_page
 
 AED_XML = RECORDED_AED_XML
@@ -28,7 +28,6 @@ GW_502 = RECORDED / "data_go_kr_gateway" / "apis-data-go-kr_502-error-forwarding
 DECODED = "MARKERKEY+abc/def=="
 ENCODED = "MARKERKEY%2Babc%2Fdef%3D%3D"
 BASE = "https://apis.data.go.kr/B552657/AEDInfoInqireService"
-
 
 
 # --------------------------------------------------------------------------- helpers
@@ -57,7 +56,9 @@ def xml_ok(items: list[dict[str, str]], total: int, page: int = 1, rows: int = 5
     ).encode()
 
 
-def gateway_xml(code: str, auth_msg: str, err_msg: str = "SERVICE ERROR", decl: bool = False, swap: bool = False) -> bytes:
+def gateway_xml(
+    code: str, auth_msg: str, err_msg: str = "SERVICE ERROR", decl: bool = False, swap: bool = False
+) -> bytes:
     a, b = (auth_msg, err_msg) if swap else (err_msg, auth_msg)
     head = '<?xml version="1.0" encoding="UTF-8"?>' if decl else ""
     return (
@@ -148,7 +149,9 @@ RECORD_2 = {
 
 
 def test_parse_recorded_page_field_for_field():
-    parsed = parse_egen_response(AED_XML.read_bytes(), response_type="xml", operation="getEgytAedManageInfoInqire", page=1)
+    parsed = parse_egen_response(
+        AED_XML.read_bytes(), response_type="xml", operation="getEgytAedManageInfoInqire", page=1
+    )
     assert parsed.total_count == 486
     assert parsed.page_no == 1 and parsed.num_of_rows == 5
     assert parsed.format == "xml"
@@ -243,11 +246,17 @@ def test_json_empty_string_items():
 
 def test_json_null_is_absent():
     raw = json_ok('{"item":{"serialSeq":"x","holSttTme":null}}', total=1)
-    assert parse_egen_response(raw, response_type="json", operation="getAedFullDown", page=1).records == [{"serialSeq": "x"}]
+    assert parse_egen_response(raw, response_type="json", operation="getAedFullDown", page=1).records == [
+        {"serialSeq": "x"}
+    ]
 
 
 def test_client_json_request_adds_type_param():
-    handler = ScriptedHandler(httpx.Response(200, content=json_ok('{"item":' + JSON_ROW_2 + "}", total=1), headers={"Content-Type": "application/json"}))
+    handler = ScriptedHandler(
+        httpx.Response(
+            200, content=json_ok('{"item":' + JSON_ROW_2 + "}", total=1), headers={"Content-Type": "application/json"}
+        )
+    )
     client, _ = make_client(handler, response_type="json")
     with client:
         page = client.fetch_full_down_page(1)
@@ -257,8 +266,11 @@ def test_client_json_request_adds_type_param():
 
 # --------------------------------------------------------------------------- NODATA
 
+
 def test_provider_nodata_is_empty_page():
-    parsed = parse_egen_response(provider_error("03", "NODATA_ERROR"), response_type="xml", operation="getAedFullDown", page=9)
+    parsed = parse_egen_response(
+        provider_error("03", "NODATA_ERROR"), response_type="xml", operation="getAedFullDown", page=9
+    )
     assert parsed.records == [] and parsed.total_count == 0
 
 
@@ -279,10 +291,22 @@ def test_provider_nodata_is_empty_page():
         (gateway_xml("10", "INVALID_REQUEST_PARAMETER_ERROR"), SourceRequestInvalid, "10"),
         (gateway_xml("11", "NO_MANDATORY_REQUEST_PARAMETERS_ERROR"), SourceRequestInvalid, "11"),
         (gateway_xml("12", "NO_OPENAPI_SERVICE_ERROR"), SourceRequestInvalid, "12"),
-        (b'{"OpenAPI_ServiceResponse":{"cmmMsgHeader":{"errMsg":"SERVICE ERROR","returnAuthMsg":"SERVICE_KEY_IS_NOT_REGISTERED_ERROR","returnReasonCode":"30"}}}', SourceAuthError, "30"),
-        (b'{"OpenAPI_ServiceResponse":{"cmmMsgHeader":{"errMsg":"SERVICE ERROR","returnAuthMsg":"LIMITED_NUMBER_OF_SERVICE_REQUESTS_EXCEEDS_ERROR","returnReasonCode":22}}}', SourceQuotaExceeded, "22"),
+        (
+            b'{"OpenAPI_ServiceResponse":{"cmmMsgHeader":{"errMsg":"SERVICE ERROR","returnAuthMsg":"SERVICE_KEY_IS_NOT_REGISTERED_ERROR","returnReasonCode":"30"}}}',
+            SourceAuthError,
+            "30",
+        ),
+        (
+            b'{"OpenAPI_ServiceResponse":{"cmmMsgHeader":{"errMsg":"SERVICE ERROR","returnAuthMsg":"LIMITED_NUMBER_OF_SERVICE_REQUESTS_EXCEEDS_ERROR","returnReasonCode":22}}}',
+            SourceQuotaExceeded,
+            "22",
+        ),
         # Reason code missing: inferred from the message.
-        (b"<OpenAPI_ServiceResponse><cmmMsgHeader><errMsg>SERVICE ERROR</errMsg><returnAuthMsg>SERVICE KEY IS NOT REGISTERED ERROR.</returnAuthMsg></cmmMsgHeader></OpenAPI_ServiceResponse>", SourceAuthError, "30"),
+        (
+            b"<OpenAPI_ServiceResponse><cmmMsgHeader><errMsg>SERVICE ERROR</errMsg><returnAuthMsg>SERVICE KEY IS NOT REGISTERED ERROR.</returnAuthMsg></cmmMsgHeader></OpenAPI_ServiceResponse>",
+            SourceAuthError,
+            "30",
+        ),
         (provider_error("99", "SERVICE KEY IS NOT REGISTERED ERROR."), SourceAuthError, "99"),
         (provider_error("10", "INVALID_REQUEST_PARAMETER_ERROR"), SourceRequestInvalid, "10"),
         (provider_error("77", "WHO KNOWS"), SourceResponseInvalid, "77"),
@@ -306,18 +330,31 @@ def test_permanent_error_shapes_one_call_no_key_leak(body, expected, code, caplo
 
 def test_auth_message_names_env_var_and_key_forms():
     with pytest.raises(SourceAuthError) as info:
-        parse_egen_response(gateway_xml("30", "SERVICE_KEY_IS_NOT_REGISTERED_ERROR"), response_type="json", operation="getAedFullDown", page=1)
+        parse_egen_response(
+            gateway_xml("30", "SERVICE_KEY_IS_NOT_REGISTERED_ERROR"),
+            response_type="json",
+            operation="getAedFullDown",
+            page=1,
+        )
     assert "EGEN_SERVICE_KEY" in str(info.value) and "Encoding" in str(info.value) and "Decoding" in str(info.value)
 
 
 def test_quota_message_says_midnight_kst():
     with pytest.raises(SourceQuotaExceeded) as info:
-        parse_egen_response(gateway_xml("22", "LIMITED_NUMBER_OF_SERVICE_REQUESTS_EXCEEDS_ERROR"), operation="getAedFullDown", page=1)
+        parse_egen_response(
+            gateway_xml("22", "LIMITED_NUMBER_OF_SERVICE_REQUESTS_EXCEEDS_ERROR"), operation="getAedFullDown", page=1
+        )
     assert "e-gen AED" in str(info.value) and "midnight KST" in str(info.value)
 
 
 def test_gateway_xml_when_json_was_requested(caplog):
-    handler = ScriptedHandler(httpx.Response(200, content=gateway_xml("30", "SERVICE_KEY_IS_NOT_REGISTERED_ERROR"), headers={"Content-Type": "application/json"}))
+    handler = ScriptedHandler(
+        httpx.Response(
+            200,
+            content=gateway_xml("30", "SERVICE_KEY_IS_NOT_REGISTERED_ERROR"),
+            headers={"Content-Type": "application/json"},
+        )
+    )
     client, _ = make_client(handler, response_type="json")
     with client, pytest.raises(SourceAuthError):
         client.fetch_full_down_page(1)
@@ -325,7 +362,9 @@ def test_gateway_xml_when_json_was_requested(caplog):
 
 @pytest.mark.parametrize("code", ["01", "04", "05", "99"])
 def test_transient_gateway_codes_are_retried(code):
-    handler = ScriptedHandler(xml_response(gateway_xml(code, "SERVICETIMEOUT_ERROR")), xml_response(xml_ok([{"serialSeq": "1"}], total=1)))
+    handler = ScriptedHandler(
+        xml_response(gateway_xml(code, "SERVICETIMEOUT_ERROR")), xml_response(xml_ok([{"serialSeq": "1"}], total=1))
+    )
     client, delays = make_client(handler)
     with client:
         page = client.fetch_full_down_page(1)
@@ -335,7 +374,9 @@ def test_transient_gateway_codes_are_retried(code):
 
 def test_code_23_rate_limit_retried_then_success():
     body = gateway_xml("23", "LIMITED_NUMBER_OF_SERVICE_REQUESTS_PER_SECOND_EXCEEDS_ERROR")
-    handler = ScriptedHandler(xml_response(body), xml_response(body), xml_response(xml_ok([{"serialSeq": "1"}], total=1)))
+    handler = ScriptedHandler(
+        xml_response(body), xml_response(body), xml_response(xml_ok([{"serialSeq": "1"}], total=1))
+    )
     client, delays = make_client(handler)
     with client:
         client.fetch_full_down_page(1)
@@ -344,7 +385,9 @@ def test_code_23_rate_limit_retried_then_success():
 
 def test_code_23_exhausted_is_rate_limited(caplog):
     caplog.set_level(logging.DEBUG)
-    handler = ScriptedHandler(xml_response(gateway_xml("23", "LIMITED_NUMBER_OF_SERVICE_REQUESTS_PER_SECOND_EXCEEDS_ERROR")))
+    handler = ScriptedHandler(
+        xml_response(gateway_xml("23", "LIMITED_NUMBER_OF_SERVICE_REQUESTS_PER_SECOND_EXCEEDS_ERROR"))
+    )
     client, delays = make_client(handler, retry=RetryPolicy(max_attempts=3, base_delay=0.5, max_delay=1.0))
     with client, pytest.raises(SourceRateLimited) as info:
         client.fetch_full_down_page(2)
@@ -410,7 +453,7 @@ def test_timeouts_and_connect_errors_retried(exc_type, caplog):
 def test_non_xml_json_body_with_200_is_response_invalid(body, caplog):
     caplog.set_level(logging.DEBUG)
     handler = ScriptedHandler(httpx.Response(200, content=body, headers={"Content-Type": "text/html"}))
-    client, delays = make_client(handler)
+    client, _delays = make_client(handler)
     with client, pytest.raises(SourceResponseInvalid) as info:
         client.fetch_full_down_page(2)
     assert len(handler.requests) == 1

@@ -68,7 +68,9 @@ def test_transient_flags():
 
 
 def test_message_names_source_operation_page_code_and_attempts():
-    exc = SourceUnavailable("HTTP 502", source=SOURCE_AT_FLOWER, operation="f001 flowerGubn=1 baseDate=2026-11-23", page=2, code=502)
+    exc = SourceUnavailable(
+        "HTTP 502", source=SOURCE_AT_FLOWER, operation="f001 flowerGubn=1 baseDate=2026-11-23", page=2, code=502
+    )
     text = str(exc)
     assert "aT flower" in text and "f001 flowerGubn=1 baseDate=2026-11-23" in text
     assert "page 2" in text and "code 502" in text
@@ -203,7 +205,8 @@ def test_429_is_rate_limited_and_retried():
 
 
 @pytest.mark.parametrize(
-    "exc_type", [httpx.ReadTimeout, httpx.ConnectTimeout, httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError]
+    "exc_type",
+    [httpx.ReadTimeout, httpx.ConnectTimeout, httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError],
 )
 def test_transport_errors_are_retried_and_not_chained(exc_type, caplog):
     caplog.set_level(logging.DEBUG)

@@ -31,10 +31,10 @@ import pytest
 import sqlalchemy as sa
 
 from aed_pipeline.defs.shared.resources import EgenApiResource
-from aed_pipeline.lib.egen_aed.fetch import ARCHIVE_SOURCE, PAGE_SET
-from aed_pipeline.lib.core.archive import RawArchive
 from aed_pipeline.lib.at_flower.fetch import FLOWER_ARCHIVE_SOURCE, page_set_name
+from aed_pipeline.lib.core.archive import RawArchive
 from aed_pipeline.lib.core.warehouse import warehouse_engine
+from aed_pipeline.lib.egen_aed.fetch import ARCHIVE_SOURCE, PAGE_SET
 from aed_pipeline.simulator import Simulator, SimulatorServer
 from aed_pipeline_tests.aed_support import AED_ASSETS, AedHarness
 from aed_pipeline_tests.flower_support import KEY as AT_KEY
@@ -51,12 +51,23 @@ STEP_ATTEMPTS = 4  # the first try of the fetch step and its three transient ret
 
 RECORDED_GATEWAY = Path(__file__).resolve().parent / "fixtures" / "recorded" / "data_go_kr_gateway"
 GATEWAY_HTML_400 = (RECORDED_GATEWAY / "apis-data-go-kr_400-request-blocked_default-UA_2026-05-16.html").read_bytes()
-GATEWAY_TEXT_502 = (RECORDED_GATEWAY / "apis-data-go-kr_502-error-forwarding_ServiceKey-param_2026-05-16.txt").read_bytes()
+GATEWAY_TEXT_502 = (
+    RECORDED_GATEWAY / "apis-data-go-kr_502-error-forwarding_ServiceKey-param_2026-05-16.txt"
+).read_bytes()
 
 # Columns whose values differ between two correct runs (surrogate ids, clocks, run ids, the path
 # of the archive): left out when a recovered run is compared with an un-faulted one.
-VOLATILE = ["id", "created_at", "updated_at", "recorded_at", "applied_at", "rejected_at", "fetched_at",
-            "archive_ref", "run_id"]
+VOLATILE = [
+    "id",
+    "created_at",
+    "updated_at",
+    "recorded_at",
+    "applied_at",
+    "rejected_at",
+    "fetched_at",
+    "archive_ref",
+    "run_id",
+]
 
 
 @dataclass(frozen=True)
@@ -95,32 +106,90 @@ EGEN_CASES = [
     # Four failures outlast the client's three attempts: the step's own retry absorbs the rest.
     Case("503-burst-beyond-client-retries", {**burst(503, pages={2}), "http_error_count": 4}, step_retries=1),
     Case("per-second-limit-code-23-burst", {"egen_per_second_count": 2, "pages": {2}}),
-    Case("resultCode-99-unknown-error-burst", {"egen_provider_error_count": 2, "egen_provider_error_msg": "UNKNOWN ERROR",
-                                               "pages": {2}}),
+    Case(
+        "resultCode-99-unknown-error-burst",
+        {"egen_provider_error_count": 2, "egen_provider_error_msg": "UNKNOWN ERROR", "pages": {2}},
+    ),
     Case("timeout-once", {"timeout_count": 1, "timeout_seconds": 5.0, "pages": {2}}),
     Case("connection-reset-once", {"reset_count": 1, "pages": {2}}),
-    Case("truncated-page", {"truncate_count": 1, "pages": {2}}, "SourceResponseInvalid", 2,
-         ("malformed or truncated XML",), kept=(1,)),
-    Case("malformed-xml", {"malformed_count": 1, "pages": {2}}, "SourceResponseInvalid", 2,
-         ("malformed or truncated XML",), kept=(1,)),
-    Case("malformed-json", {"malformed_count": 1, "pages": {2}}, "SourceResponseInvalid", 2,
-         ("malformed or truncated JSON",), kept=(1,), client={"response_type": "json"}),
-    Case("resultCode-99-key-not-registered", {"egen_provider_error_count": -1, "pages": {2}}, "SourceAuthError", 2,
-         ("code 99", "SERVICE KEY IS NOT REGISTERED"), kept=(1,)),
-    Case("daily-quota-mid-snapshot", {"egen_daily_quota": 2}, "SourceQuotaExceeded", 3,
-         ("code 22", "LIMITED_NUMBER_OF_SERVICE_REQUESTS_EXCEEDS_ERROR", "resets at midnight KST"), kept=(1, 2)),
-    Case("bad-key-code-30", {"bad_key": True}, "SourceAuthError", 1,
-         ("code 30", "SERVICE_KEY_IS_NOT_REGISTERED_ERROR", "EGEN_SERVICE_KEY")),
-    Case("gateway-html-400", {"http_error_status": 400, "http_error_count": -1, "http_error_body": GATEWAY_HTML_400},
-         "SourceRequestInvalid", 1, ("code 400", "Request Blocked")),
+    Case(
+        "truncated-page",
+        {"truncate_count": 1, "pages": {2}},
+        "SourceResponseInvalid",
+        2,
+        ("malformed or truncated XML",),
+        kept=(1,),
+    ),
+    Case(
+        "malformed-xml",
+        {"malformed_count": 1, "pages": {2}},
+        "SourceResponseInvalid",
+        2,
+        ("malformed or truncated XML",),
+        kept=(1,),
+    ),
+    Case(
+        "malformed-json",
+        {"malformed_count": 1, "pages": {2}},
+        "SourceResponseInvalid",
+        2,
+        ("malformed or truncated JSON",),
+        kept=(1,),
+        client={"response_type": "json"},
+    ),
+    Case(
+        "resultCode-99-key-not-registered",
+        {"egen_provider_error_count": -1, "pages": {2}},
+        "SourceAuthError",
+        2,
+        ("code 99", "SERVICE KEY IS NOT REGISTERED"),
+        kept=(1,),
+    ),
+    Case(
+        "daily-quota-mid-snapshot",
+        {"egen_daily_quota": 2},
+        "SourceQuotaExceeded",
+        3,
+        ("code 22", "LIMITED_NUMBER_OF_SERVICE_REQUESTS_EXCEEDS_ERROR", "resets at midnight KST"),
+        kept=(1, 2),
+    ),
+    Case(
+        "bad-key-code-30",
+        {"bad_key": True},
+        "SourceAuthError",
+        1,
+        ("code 30", "SERVICE_KEY_IS_NOT_REGISTERED_ERROR", "EGEN_SERVICE_KEY"),
+    ),
+    Case(
+        "gateway-html-400",
+        {"http_error_status": 400, "http_error_count": -1, "http_error_body": GATEWAY_HTML_400},
+        "SourceRequestInvalid",
+        1,
+        ("code 400", "Request Blocked"),
+    ),
     # Every answer to page 2 comes too late: one attempt per step keeps the case short.
-    Case("timeout-persistent", {"timeout_count": -1, "timeout_seconds": 5.0, "pages": {2}}, "SourceUnavailable", 2,
-         ("timed out: ReadTimeout", f"after {STEP_ATTEMPTS} step attempts"), kept=(1,),
-         client={"read_timeout_seconds": 0.5, "max_attempts": 1}),
-    Case("gateway-text-502-persistent", {"http_error_status": 502, "http_error_count": -1, "pages": {2},
-                                         "http_error_body": GATEWAY_TEXT_502},
-         "SourceUnavailable", 2, ("code 502", "Error forwarding request to backend server",
-                                  "gave up after 3 attempts", f"after {STEP_ATTEMPTS} step attempts"), kept=(1,)),
+    Case(
+        "timeout-persistent",
+        {"timeout_count": -1, "timeout_seconds": 5.0, "pages": {2}},
+        "SourceUnavailable",
+        2,
+        ("timed out: ReadTimeout", f"after {STEP_ATTEMPTS} step attempts"),
+        kept=(1,),
+        client={"read_timeout_seconds": 0.5, "max_attempts": 1},
+    ),
+    Case(
+        "gateway-text-502-persistent",
+        {"http_error_status": 502, "http_error_count": -1, "pages": {2}, "http_error_body": GATEWAY_TEXT_502},
+        "SourceUnavailable",
+        2,
+        (
+            "code 502",
+            "Error forwarding request to backend server",
+            "gave up after 3 attempts",
+            f"after {STEP_ATTEMPTS} step attempts",
+        ),
+        kept=(1,),
+    ),
 ]
 
 AT_CASES = [
@@ -131,24 +200,72 @@ AT_CASES = [
     Case("timeout-once", {"timeout_count": 1, "timeout_seconds": 5.0, "pages": {2}}),
     Case("connection-reset-once", {"reset_count": 1, "pages": {2}}),
     # Page 2 exists only for 절화 (group 1); the other three groups are one page each.
-    Case("truncated-page", {"truncate_count": 1, "pages": {2}}, "SourceResponseInvalid", 2,
-         ("flowerGubn=1", "malformed or truncated JSON"), kept=(2, 3, 4)),
-    Case("malformed-json", {"malformed_count": 1, "pages": {2}}, "SourceResponseInvalid", 2,
-         ("flowerGubn=1", "malformed or truncated JSON"), kept=(2, 3, 4)),
-    Case("malformed-xml", {"malformed_count": 1, "pages": {2}}, "SourceResponseInvalid", 2,
-         ("flowerGubn=1", "malformed or truncated XML"), kept=(2, 3, 4), client={"data_type": "xml"}),
-    Case("resultCd-5-envelope-mid-date", {"at_result_code": 5, "pages": {2}}, "SourceRequestInvalid", 2,
-         ("flowerGubn=1", "code 5", "invalid request parameter"), kept=(2, 3, 4)),
-    Case("resultCd-1-key-error", {"at_result_code": 1}, "SourceAuthError", 1,
-         ("code 1", "service key error", "AT_FLOWER_SERVICE_KEY")),
+    Case(
+        "truncated-page",
+        {"truncate_count": 1, "pages": {2}},
+        "SourceResponseInvalid",
+        2,
+        ("flowerGubn=1", "malformed or truncated JSON"),
+        kept=(2, 3, 4),
+    ),
+    Case(
+        "malformed-json",
+        {"malformed_count": 1, "pages": {2}},
+        "SourceResponseInvalid",
+        2,
+        ("flowerGubn=1", "malformed or truncated JSON"),
+        kept=(2, 3, 4),
+    ),
+    Case(
+        "malformed-xml",
+        {"malformed_count": 1, "pages": {2}},
+        "SourceResponseInvalid",
+        2,
+        ("flowerGubn=1", "malformed or truncated XML"),
+        kept=(2, 3, 4),
+        client={"data_type": "xml"},
+    ),
+    Case(
+        "resultCd-5-envelope-mid-date",
+        {"at_result_code": 5, "pages": {2}},
+        "SourceRequestInvalid",
+        2,
+        ("flowerGubn=1", "code 5", "invalid request parameter"),
+        kept=(2, 3, 4),
+    ),
+    Case(
+        "resultCd-1-key-error",
+        {"at_result_code": 1},
+        "SourceAuthError",
+        1,
+        ("code 1", "service key error", "AT_FLOWER_SERVICE_KEY"),
+    ),
     # One request at a time so the quota runs out at a known place: 절화's two pages, then 관엽.
-    Case("daily-quota-mid-date", {"at_daily_quota": 2}, "SourceQuotaExceeded", 1,
-         ("flowerGubn=2", "code 4", "resets at midnight KST"), kept=(1,), raw_config={"fetch_concurrency": 1}),
-    Case("bad-key-html-body", {}, "SourceResponseInvalid", 1,
-         ("non-JSON body", "unknown service key"), client={"service_key": "MARKERKEY-unknown-aT-key-0123"}),
-    Case("http-503-persistent", {"http_error_status": 503, "http_error_count": -1, "pages": {2}},
-         "SourceUnavailable", 2, ("flowerGubn=1", "code 503", "gave up after 3 attempts",
-                                  f"after {STEP_ATTEMPTS} step attempts"), kept=(2, 3, 4)),
+    Case(
+        "daily-quota-mid-date",
+        {"at_daily_quota": 2},
+        "SourceQuotaExceeded",
+        1,
+        ("flowerGubn=2", "code 4", "resets at midnight KST"),
+        kept=(1,),
+        raw_config={"fetch_concurrency": 1},
+    ),
+    Case(
+        "bad-key-html-body",
+        {},
+        "SourceResponseInvalid",
+        1,
+        ("non-JSON body", "unknown service key"),
+        client={"service_key": "MARKERKEY-unknown-aT-key-0123"},
+    ),
+    Case(
+        "http-503-persistent",
+        {"http_error_status": 503, "http_error_count": -1, "pages": {2}},
+        "SourceUnavailable",
+        2,
+        ("flowerGubn=1", "code 503", "gave up after 3 attempts", f"after {STEP_ATTEMPTS} step attempts"),
+        kept=(2, 3, 4),
+    ),
 ]
 
 
@@ -159,10 +276,15 @@ def content_state(engine: sa.Engine, tables: tuple[str, ...]) -> dict[str, tuple
     """Like ``table_state``, but blind to the VOLATILE columns: equal for two correct runs of a day."""
     with engine.connect() as conn:
         return {
-            table: tuple(conn.execute(sa.text(
-                f"SELECT coalesce(md5(string_agg(r, '|' ORDER BY r)), ''), count(*) "
-                f"FROM (SELECT (to_jsonb(t) - CAST(:volatile AS text[]))::text AS r FROM {table} t) s"
-            ), {"volatile": VOLATILE}).one())
+            table: tuple(
+                conn.execute(
+                    sa.text(
+                        f"SELECT coalesce(md5(string_agg(r, '|' ORDER BY r)), ''), count(*) "
+                        f"FROM (SELECT (to_jsonb(t) - CAST(:volatile AS text[]))::text AS r FROM {table} t) s"
+                    ),
+                    {"volatile": VOLATILE},
+                ).one()
+            )
             for table in tables
         }
 
@@ -174,8 +296,10 @@ def counts(state: dict[str, tuple[str, int]], tables: tuple[str, ...]) -> str:
 def matrix_row(api: str, case: Case, happened: str, before: dict, after: dict, tables: tuple[str, ...]) -> str:
     """One line of the fault matrix: case | expected | what happened | rows before → after."""
     changed = "unchanged" if before == after else "changed"
-    row = (f"MATRIX {api} {case.name} | {case.expected} | {happened} | "
-           f"{counts(before, tables)} → {counts(after, tables)} ({changed})")
+    row = (
+        f"MATRIX {api} {case.name} | {case.expected} | {happened} | "
+        f"{counts(before, tables)} → {counts(after, tables)} ({changed})"
+    )
     print(row)
     return row
 
@@ -197,9 +321,12 @@ def step_retries(result: dg.ExecuteInProcessResult) -> int:
 
 def failed_syncs(engine: sa.Engine) -> list[tuple[str, str, str]]:
     with engine.connect() as conn:
-        return [tuple(row) for row in conn.execute(sa.text(
-            "SELECT partition_key, error_type, error FROM sync_runs WHERE status = 'failed' ORDER BY id"
-        ))]
+        return [
+            tuple(row)
+            for row in conn.execute(
+                sa.text("SELECT partition_key, error_type, error FROM sync_runs WHERE status = 'failed' ORDER BY id")
+            )
+        ]
 
 
 def assert_clear_failure(result, engine, case: Case, *, partition: date, operation: str, keys: tuple[str, ...]) -> str:
@@ -302,11 +429,16 @@ def aed_run(harness: AedHarness, day: date, client: dict[str, Any]) -> dg.Execut
     harness.sim.today = day
     resources = harness.resources
     resources["egen_api"] = EgenApiResource(
-        service_key=EGEN_KEY, base_url=harness.server.egen_base_url, num_of_rows=AED_PAGE_ROWS,
+        service_key=EGEN_KEY,
+        base_url=harness.server.egen_base_url,
+        num_of_rows=AED_PAGE_ROWS,
         **{**FAST_CLIENT, **client},
     )
     return dg.materialize(
-        AED_ASSETS, partition_key=day.isoformat(), resources=resources, raise_on_error=False,
+        AED_ASSETS,
+        partition_key=day.isoformat(),
+        resources=resources,
+        raise_on_error=False,
         run_config={"ops": {"aed_raw_snapshot": {"config": {"transient_retry_wait_seconds": 0}}}},
     )
 
@@ -360,9 +492,14 @@ def assert_fault_fired(sim: Simulator, case: Case, page_param: str) -> None:
 @pytest.mark.parametrize("case", EGEN_CASES, ids=[case.name for case in EGEN_CASES])
 def test_egen_fault(aed_world: World, tmp_path: Path, case: Case) -> None:
     sim = aed_world.sim
-    expected = oracle(aed_world, ("egen", case.client.get("response_type", "xml")), tmp_path / "oracle",
-                      lambda url: aed_run(AedHarness(sim, aed_world.server, url, tmp_path / "oracle", AED_PAGE_ROWS),
-                                          D1, case.client))
+    expected = oracle(
+        aed_world,
+        ("egen", case.client.get("response_type", "xml")),
+        tmp_path / "oracle",
+        lambda url: aed_run(
+            AedHarness(sim, aed_world.server, url, tmp_path / "oracle", AED_PAGE_ROWS), D1, case.client
+        ),
+    )
     url = aed_world.clone(tmp_path)
     try:
         harness = AedHarness(sim, aed_world.server, url, tmp_path, AED_PAGE_ROWS)
@@ -378,12 +515,20 @@ def test_egen_fault(aed_world: World, tmp_path: Path, case: Case) -> None:
             assert_fault_fired(sim, case, "pageNo")
             assert step_retries(result) == case.step_retries
             assert content_state(engine, DATA_TABLES) == expected, "the tables differ from an un-faulted run"
-            matrix_row("egen", case, f"success after {requests} requests for 4 pages, {case.step_retries} step "
-                       "retries; tables equal to an un-faulted run", before, after, AED_TABLES)
+            matrix_row(
+                "egen",
+                case,
+                f"success after {requests} requests for 4 pages, {case.step_retries} step "
+                "retries; tables equal to an un-faulted run",
+                before,
+                after,
+                AED_TABLES,
+            )
             return
 
-        message = assert_clear_failure(result, engine, case, partition=D1, operation="e-gen AED getAedFullDown",
-                                       keys=(EGEN_KEY,))
+        message = assert_clear_failure(
+            result, engine, case, partition=D1, operation="e-gen AED getAedFullDown", keys=(EGEN_KEY,)
+        )
         assert after == before, "a failed run changed a data table"
         manifest = harness.archive.read_manifest(ARCHIVE_SOURCE, D1.isoformat(), PAGE_SET)
         assert sorted(manifest.pages if manifest else []) == list(case.kept), "the pages archived before are kept"
@@ -395,8 +540,15 @@ def test_egen_fault(aed_world: World, tmp_path: Path, case: Case) -> None:
         assert content_state(engine, DATA_TABLES) == expected, "the repeat differs from an un-faulted run"
         resumed = sorted(set(requested(sim, "pageNo")))  # a slow page may be asked for twice
         assert resumed == [page for page in range(1, 5) if page not in case.kept], "the repeat fetches only the rest"
-        matrix_row("egen", case, f"{message} ({requests} requests; pages kept {list(case.kept)}; the repeat "
-                   f"fetched {resumed} and equals an un-faulted run)", before, after, AED_TABLES)
+        matrix_row(
+            "egen",
+            case,
+            f"{message} ({requests} requests; pages kept {list(case.kept)}; the repeat "
+            f"fetched {resumed} and equals an un-faulted run)",
+            before,
+            after,
+            AED_TABLES,
+        )
     finally:
         aed_world.drop(url)
 
@@ -407,8 +559,12 @@ def test_at_flower_fault(at_world: World, tmp_path: Path, case: Case) -> None:
     fault_client = case.client
     # A wrong key is the fault itself; the un-faulted run and the repeat use the right one.
     client = {name: value for name, value in fault_client.items() if name != "service_key"}
-    expected = oracle(at_world, ("at", client.get("data_type", "json")), tmp_path / "oracle",
-                      lambda url: at_run(at_world, url, tmp_path / "oracle", client, {}))
+    expected = oracle(
+        at_world,
+        ("at", client.get("data_type", "json")),
+        tmp_path / "oracle",
+        lambda url: at_run(at_world, url, tmp_path / "oracle", client, {}),
+    )
     url = at_world.clone(tmp_path)
     try:
         engine = warehouse_engine(url)
@@ -423,17 +579,31 @@ def test_at_flower_fault(at_world: World, tmp_path: Path, case: Case) -> None:
             assert_fault_fired(sim, case, "currentPage")
             assert step_retries(result) == case.step_retries
             assert content_state(engine, DATA_TABLES) == expected, "the tables differ from an un-faulted run"
-            matrix_row("at", case, f"success after {requests} requests for 5 pages, {case.step_retries} step "
-                       "retries; tables equal to an un-faulted run", before, after, FLOWER_TABLES)
+            matrix_row(
+                "at",
+                case,
+                f"success after {requests} requests for 5 pages, {case.step_retries} step "
+                "retries; tables equal to an un-faulted run",
+                before,
+                after,
+                FLOWER_TABLES,
+            )
             return
 
-        message = assert_clear_failure(result, engine, case, partition=F1, operation="aT flower f001 flowerGubn=",
-                                       keys=(AT_KEY, fault_client.get("service_key", AT_KEY)))
+        message = assert_clear_failure(
+            result,
+            engine,
+            case,
+            partition=F1,
+            operation="aT flower f001 flowerGubn=",
+            keys=(AT_KEY, fault_client.get("service_key", AT_KEY)),
+        )
         assert f"baseDate={F1.isoformat()}" in message
         assert after == before, "a failed run changed a data table"
         archive = RawArchive(tmp_path / "archive")
         complete = [
-            gubn for gubn in (1, 2, 3, 4)
+            gubn
+            for gubn in (1, 2, 3, 4)
             if (m := archive.read_manifest(FLOWER_ARCHIVE_SOURCE, F1.isoformat(), page_set_name(gubn))) and m.complete
         ]
         assert complete == list(case.kept), "the groups archived before the failure are kept"
@@ -443,7 +613,13 @@ def test_at_flower_fault(at_world: World, tmp_path: Path, case: Case) -> None:
         repeat = at_run(at_world, url, tmp_path, client, {})
         assert repeat.success, failure_chain(repeat)
         assert content_state(engine, DATA_TABLES) == expected, "the repeat differs from an un-faulted run"
-        matrix_row("at", case, f"{message} ({requests} requests; groups kept {list(case.kept)}; the repeat "
-                   "equals an un-faulted run)", before, after, FLOWER_TABLES)
+        matrix_row(
+            "at",
+            case,
+            f"{message} ({requests} requests; groups kept {list(case.kept)}; the repeat equals an un-faulted run)",
+            before,
+            after,
+            FLOWER_TABLES,
+        )
     finally:
         at_world.drop(url)

@@ -19,17 +19,17 @@ from aed_pipeline.lib.at_flower.checks import (
     groups_failing_price_invariants,
     volumes_by_date,
 )
-from aed_pipeline.lib.at_flower.validate import (
-    CHECK_DUPLICATE_KEYS,
-    CHECK_PRICE_INVARIANTS,
-    CHECK_VOLUME,
-    validate_flower_days,
-)
 from aed_pipeline.lib.at_flower.records import (
     parse_integer_text,
     plain_valid_rows,
     type_flower_rows,
     validate_flower_rows,
+)
+from aed_pipeline.lib.at_flower.validate import (
+    CHECK_DUPLICATE_KEYS,
+    CHECK_PRICE_INVARIANTS,
+    CHECK_VOLUME,
+    validate_flower_days,
 )
 from aed_pipeline.simulator import Simulator
 
@@ -72,8 +72,9 @@ def reasons_of(rows: list[dict]) -> list[list[dict]]:
 
 
 def test_integer_text_tolerates_thousands_separators_and_spaces_and_rejects_the_rest() -> None:
-    values = pd.Series(["1,234", " 56 ", "12,816,580", "-7", "0", "N/A", "", None, "1,23", "12.5", "１２", "1e3"],
-                       dtype=object)
+    values = pd.Series(
+        ["1,234", " 56 ", "12,816,580", "-7", "0", "N/A", "", None, "1,23", "12.5", "１２", "1e3"], dtype=object
+    )
     parsed = parse_integer_text(values)
     assert parsed.tolist()[:5] == [1234, 56, 12816580, -7, 0]
     assert parsed.iloc[5:].isna().all()
@@ -106,8 +107,11 @@ def test_a_consistent_row_passes_and_becomes_plain_integers() -> None:
 
 def test_min_above_max_is_rejected_with_the_three_amounts_as_served() -> None:
     [reasons] = reasons_of([served(min_amt="5300")])
-    assert {"column": "minAmt,avgAmt,maxAmt", "check": "min_le_avg_le_max",
-            "value": {"minAmt": "5300", "avgAmt": "3243", "maxAmt": "4300"}} in reasons
+    assert {
+        "column": "minAmt,avgAmt,maxAmt",
+        "check": "min_le_avg_le_max",
+        "value": {"minAmt": "5300", "avgAmt": "3243", "maxAmt": "4300"},
+    } in reasons
 
 
 def test_a_non_numeric_amount_is_rejected_as_not_an_integer_with_its_text() -> None:
@@ -166,8 +170,10 @@ def test_every_failure_of_a_row_is_collected() -> None:
 
 
 def _group(n: int, gubn: int = 3, **overrides) -> list[dict]:
-    return [served(flower_gubn=gubn, flower_gubn_raw={1: "절화", 3: "난"}[gubn], good_name=f"품종{i}", **overrides)
-            for i in range(n)]
+    return [
+        served(flower_gubn=gubn, flower_gubn_raw={1: "절화", 3: "난"}[gubn], good_name=f"품종{i}", **overrides)
+        for i in range(n)
+    ]
 
 
 def test_a_group_whose_every_priced_row_breaks_the_invariants_is_reported() -> None:
@@ -178,7 +184,7 @@ def test_a_group_whose_every_priced_row_breaks_the_invariants_is_reported() -> N
 
 
 def test_one_good_row_or_a_tiny_group_keeps_a_group_from_being_reported() -> None:
-    one_good = _group(3, min_amt="9999") + [served(flower_gubn=3, flower_gubn_raw="난", good_name="좋은")]
+    one_good = [*_group(3, min_amt="9999"), served(flower_gubn=3, flower_gubn_raw="난", good_name="좋은")]
     tiny = _group(2, gubn=1, min_amt="9999")
     typed = validate_flower_rows(frame(*(one_good + tiny))).typed
     assert groups_failing_price_invariants(typed, min_rows=3).empty
@@ -198,11 +204,13 @@ def _weekly(start: date, weeks: int, rows: int, quantity: int) -> dict[date, dic
 def test_a_day_that_lost_most_of_its_rows_or_doubled_thrice_is_an_anomaly() -> None:
     history = _weekly(MONDAY - timedelta(weeks=4), 4, 1000, 1_000_000)
     low = MONDAY
-    anomalies, _ = find_volume_anomalies({low: {1: GroupVolume(100, 100_000)}}, history, RULE, today=TODAY,
-                                         non_auction=NOT_CLOSED)
+    anomalies, _ = find_volume_anomalies(
+        {low: {1: GroupVolume(100, 100_000)}}, history, RULE, today=TODAY, non_auction=NOT_CLOSED
+    )
     assert {(a.sale_date, a.flower_gubn, a.measure) for a in anomalies} == {(low, 1, "rows"), (low, 1, "quantity")}
-    high, _ = find_volume_anomalies({low: {1: GroupVolume(3500, 1_000_000)}}, history, RULE, today=TODAY,
-                                    non_auction=NOT_CLOSED)
+    high, _ = find_volume_anomalies(
+        {low: {1: GroupVolume(3500, 1_000_000)}}, history, RULE, today=TODAY, non_auction=NOT_CLOSED
+    )
     assert [(a.measure, round(a.ratio, 1)) for a in high] == [("rows", 3.5)]
 
 
@@ -215,22 +223,26 @@ def test_a_normal_day_a_holiday_and_a_day_without_history_are_not_anomalies() ->
     )
     assert anomalies == []
     assert not_judged == {MONDAY + timedelta(weeks=30): "no auction (public holiday)"}
-    _, without_history = find_volume_anomalies({MONDAY: {1: GroupVolume(0, 0)}}, {}, RULE, today=TODAY,
-                                               non_auction=NOT_CLOSED)
+    _, without_history = find_volume_anomalies(
+        {MONDAY: {1: GroupVolume(0, 0)}}, {}, RULE, today=TODAY, non_auction=NOT_CLOSED
+    )
     assert "0 earlier same-weekday auction dates known, 3 needed" in without_history[MONDAY]
 
 
 def test_small_groups_are_not_judged_and_the_unsettled_newest_date_is_not_judged_low() -> None:
     history = _weekly(MONDAY - timedelta(weeks=4), 4, 20, 500)
-    small, _ = find_volume_anomalies({MONDAY: {1: GroupVolume(1, 5)}}, history, RULE, today=TODAY,
-                                     non_auction=NOT_CLOSED)
+    small, _ = find_volume_anomalies(
+        {MONDAY: {1: GroupVolume(1, 5)}}, history, RULE, today=TODAY, non_auction=NOT_CLOSED
+    )
     assert small == []
     big_history = _weekly(MONDAY - timedelta(weeks=4), 4, 1000, 1_000_000)
-    in_settlement, _ = find_volume_anomalies({MONDAY: {1: GroupVolume(0, 0)}}, big_history, RULE, today=MONDAY,
-                                             non_auction=NOT_CLOSED)
+    in_settlement, _ = find_volume_anomalies(
+        {MONDAY: {1: GroupVolume(0, 0)}}, big_history, RULE, today=MONDAY, non_auction=NOT_CLOSED
+    )
     assert in_settlement == []
-    doubled_thrice, _ = find_volume_anomalies({MONDAY: {1: GroupVolume(4000, 4_000_000)}}, big_history, RULE,
-                                              today=MONDAY, non_auction=NOT_CLOSED)
+    doubled_thrice, _ = find_volume_anomalies(
+        {MONDAY: {1: GroupVolume(4000, 4_000_000)}}, big_history, RULE, today=MONDAY, non_auction=NOT_CLOSED
+    )
     assert len(doubled_thrice) == 2
 
 
@@ -239,7 +251,7 @@ def test_earlier_dates_of_the_same_run_are_history_and_holidays_are_left_out_of_
     run = {**_weekly(first, 4, 1000, 1_000_000), MONDAY: {1: GroupVolume(50, 50_000)}}
     holiday = first + timedelta(weeks=1)
     run[holiday] = {1: GroupVolume(0, 0)}
-    anomalies, not_judged = find_volume_anomalies(
+    anomalies, _not_judged = find_volume_anomalies(
         run, {}, RULE, today=TODAY, non_auction=lambda d: "public holiday" if d == holiday else None
     )
     assert [a.sale_date for a in anomalies] == [MONDAY, MONDAY]
@@ -295,7 +307,11 @@ def test_each_date_of_a_run_gets_its_own_rows_rejections_and_verdict() -> None:
         served(sale_date=tuesday, sale_date_raw=tuesday.isoformat(), lv_nm="특1", tot_amt="N/A"),
     )
     outcome = validate_flower_days(
-        raw, [MONDAY, tuesday, tuesday + timedelta(days=1)], history={}, rule=RULE, today=TODAY,
+        raw,
+        [MONDAY, tuesday, tuesday + timedelta(days=1)],
+        history={},
+        rule=RULE,
+        today=TODAY,
         non_auction=NOT_CLOSED,
     )
     monday, tue, wednesday = outcome.days.values()

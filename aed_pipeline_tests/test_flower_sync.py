@@ -24,9 +24,9 @@ from aed_pipeline.defs.at_flower.jobs import (
 )
 from aed_pipeline.defs.at_flower.tables import flower_tables
 from aed_pipeline.defs.shared.resources import AtFlowerApiResource
-from aed_pipeline.lib.core.archive import RawArchive
 from aed_pipeline.lib.at_flower.fetch import archived_flower_day
 from aed_pipeline.lib.at_flower.validate import CHECK_DUPLICATE_KEYS, CHECK_PRICE_INVARIANTS, CHECK_VOLUME
+from aed_pipeline.lib.core.archive import RawArchive
 from aed_pipeline.simulator import Simulator, SimulatorServer
 from aed_pipeline_tests.flower_support import ASSETS, KEY, NO_WAIT, SETTLED, flower_resources, run
 from aed_pipeline_tests.helpers import DUPLICATE_A_SERVED_FLOWER_ROW
@@ -99,8 +99,11 @@ def check_results(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckE
 
 
 def bidding_snapshot(engine: sa.Engine) -> list[tuple]:
-    return rows(engine, "SELECT id, sale_date, flower_id, grade, min_price, avg_price, max_price, total_amount, "
-                        "quantity, updated_at FROM bidding_flowers ORDER BY id")
+    return rows(
+        engine,
+        "SELECT id, sale_date, flower_id, grade, min_price, avg_price, max_price, total_amount, "
+        "quantity, updated_at FROM bidding_flowers ORDER BY id",
+    )
 
 
 def nothing_written(engine: sa.Engine) -> bool:
@@ -148,15 +151,23 @@ def test_the_tables_declare_their_name_and_column_schema() -> None:
         metadata = flower_tables.specs_by_key[dg.AssetKey(key)].metadata
         assert metadata["dagster/table_name"] == f"public.{key}"
         assert isinstance(metadata["dagster/column_schema"], dg.TableSchema)
-    assert "dagster/column_schema" in public_bidding_flowers.specs_by_key[dg.AssetKey("public_bidding_flowers")].metadata
+    assert (
+        "dagster/column_schema" in public_bidding_flowers.specs_by_key[dg.AssetKey("public_bidding_flowers")].metadata
+    )
 
 
 def test_without_a_key_every_materialisation_says_the_data_came_from_the_simulator(resources) -> None:
     resources["at_flower_api"] = AtFlowerApiResource()  # no key: the built-in simulator
     result = run(resources, day=SUNDAY)
     assert result.success
-    for asset in ("flower_auction_raw", "public_bidding_flowers", "flower_auction_validated", "flower_types",
-                  "flowers", "bidding_flowers"):
+    for asset in (
+        "flower_auction_raw",
+        "public_bidding_flowers",
+        "flower_auction_validated",
+        "flower_types",
+        "flowers",
+        "bidding_flowers",
+    ):
         assert materialization(result, asset, SUNDAY)["source"] == "simulator"
 
 
@@ -171,7 +182,8 @@ def test_a_sunday_or_a_public_holiday_succeeds_with_zero_rows_and_says_so(resour
     assert materialization(result, "bidding_flowers", day)["dagster/row_count"] == 0
     assert scalar(engine, "SELECT count(*) FROM bidding_flowers") == 0
     assert rows(engine, "SELECT table_name, status, fetched FROM sync_runs ORDER BY 1") == [
-        ("bidding_flowers", "success", 0), ("public_bidding_flowers", "success", 0),
+        ("bidding_flowers", "success", 0),
+        ("public_bidding_flowers", "success", 0),
     ]
 
 
@@ -182,9 +194,12 @@ def test_rerunning_a_date_changes_nothing(resources, engine) -> None:
     assert run(resources, day=MONDAY).success
     assert bidding_snapshot(engine) == before
     assert scalar(engine, "SELECT count(*) FROM public_bidding_flowers") == public_before
-    assert rows(engine, "SELECT inserted, updated, deleted, unchanged FROM sync_runs "
-                        "WHERE table_name = 'bidding_flowers' ORDER BY id") == [
-        (len(before), 0, 0, 0), (0, 0, 0, len(before)),
+    assert rows(
+        engine,
+        "SELECT inserted, updated, deleted, unchanged FROM sync_runs WHERE table_name = 'bidding_flowers' ORDER BY id",
+    ) == [
+        (len(before), 0, 0, 0),
+        (0, 0, 0, len(before)),
     ]
 
 
@@ -197,7 +212,8 @@ def test_a_corrected_settlement_is_picked_up_by_the_refetch(sim, resources, engi
 
     final = {
         (row[2], row[3], row[4]): (int(row[6]), int(row[7]), int(row[5]), int(row[8]), int(row[9]))
-        for gubn in (1, 2, 3, 4) for row in sim.flower_rows(MONDAY.isoformat(), str(gubn))
+        for gubn in (1, 2, 3, 4)
+        for row in sim.flower_rows(MONDAY.isoformat(), str(gubn))
     }
     stored = {
         (pum, good, grade): (low, avg, high, total, quantity)
@@ -209,8 +225,10 @@ def test_a_corrected_settlement_is_picked_up_by_the_refetch(sim, resources, engi
     }
     assert stored == final
     corrected = rows(engine, "SELECT updated FROM sync_runs WHERE table_name = 'bidding_flowers' ORDER BY id")[-1][0]
-    changed = sum(a != b for a, b in zip(provisional, rows(engine, "SELECT avg_price, total_amount "
-                                                                   "FROM bidding_flowers ORDER BY id")))
+    changed = sum(
+        a != b
+        for a, b in zip(provisional, rows(engine, "SELECT avg_price, total_amount FROM bidding_flowers ORDER BY id"))
+    )
     assert corrected == changed > 0
 
 
@@ -222,8 +240,9 @@ def test_a_month_backfill_is_one_run_writing_every_date_once(sim, resources, eng
     result = run(resources, first=first, last=last)
     assert result.success
     steps = [event.step_key for event in result.all_events if event.event_type_value == "STEP_SUCCESS"]
-    assert sorted(steps) == sorted(["flower_auction_raw", "public_bidding_flowers", "flower_auction_validated",
-                                    "flower_tables"])
+    assert sorted(steps) == sorted(
+        ["flower_auction_raw", "public_bidding_flowers", "flower_auction_validated", "flower_tables"]
+    )
     dates = [first + timedelta(days=n) for n in range(28)]
     expected = {d: sum(served_per_group(sim, d).values()) for d in dates}
     assert dict(rows(engine, "SELECT sale_date, count(*) FROM public_bidding_flowers GROUP BY 1")) == {
@@ -232,16 +251,27 @@ def test_a_month_backfill_is_one_run_writing_every_date_once(sim, resources, eng
     assert dict(rows(engine, "SELECT sale_date, count(*) FROM bidding_flowers GROUP BY 1")) == {
         d: n for d, n in expected.items() if n
     }
-    assert rows(engine, "SELECT table_name, count(DISTINCT partition_key), count(*) FROM sync_runs "
-                        "WHERE status = 'success' GROUP BY 1 ORDER BY 1") == [
-        ("bidding_flowers", 28, 28), ("public_bidding_flowers", 28, 28),
+    assert rows(
+        engine,
+        "SELECT table_name, count(DISTINCT partition_key), count(*) FROM sync_runs "
+        "WHERE status = 'success' GROUP BY 1 ORDER BY 1",
+    ) == [
+        ("bidding_flowers", 28, 28),
+        ("public_bidding_flowers", 28, 28),
     ]
-    for asset in ("flower_auction_raw", "public_bidding_flowers", "flower_auction_validated", "flower_types",
-                  "flowers", "bidding_flowers"):
-        assert {e.event_specific_data.materialization.partition for e in result.get_asset_materialization_events()
-                if e.event_specific_data.materialization.asset_key == dg.AssetKey(asset)} == {
-            d.isoformat() for d in dates
-        }
+    for asset in (
+        "flower_auction_raw",
+        "public_bidding_flowers",
+        "flower_auction_validated",
+        "flower_types",
+        "flowers",
+        "bidding_flowers",
+    ):
+        assert {
+            e.event_specific_data.materialization.partition
+            for e in result.get_asset_materialization_events()
+            if e.event_specific_data.materialization.asset_key == dg.AssetKey(asset)
+        } == {d.isoformat() for d in dates}
     for d in dates:
         assert materialization(result, "bidding_flowers", d)["dagster/row_count"] == expected[d]
     seollal = materialization(result, "flower_auction_raw", date(2026, 2, 17))
@@ -259,11 +289,10 @@ def test_bad_rows_are_rejected_with_reasons_and_the_rest_land(sim, resources, en
     result = run(resources, day=MONDAY)
     assert result.success
     served = served_per_group(sim, MONDAY)
-    pages_with_bad_rows = sum(
-        1 for n in served.values() for start in range(0, n, 1000) if min(1000, n - start) >= 2
+    pages_with_bad_rows = sum(1 for n in served.values() for start in range(0, n, 1000) if min(1000, n - start) >= 2)
+    rejected = rows(
+        engine, "SELECT record, failed_checks FROM rejected_records WHERE partition_key = :key", key=MONDAY.isoformat()
     )
-    rejected = rows(engine, "SELECT record, failed_checks FROM rejected_records WHERE partition_key = :key",
-                    key=MONDAY.isoformat())
     assert len(rejected) == 2 * pages_with_bad_rows
     checks = [check for _, failed in rejected for check in failed]
     assert {"column": "totAmt", "check": "integer", "value": "N/A"} in checks
@@ -322,7 +351,9 @@ def test_an_api_error_fails_the_run_at_once_with_a_clear_message_and_writes_noth
 
 def test_a_backfill_stopped_by_the_quota_resumes_without_fetching_archived_dates_again(sim, resources, engine) -> None:
     tuesday, wednesday = date(2026, 3, 10), date(2026, 3, 11)
-    sequential = {"ops": {"flower_auction_raw": {"config": {"fetch_concurrency": 1, "transient_retry_wait_seconds": 0}}}}
+    sequential = {
+        "ops": {"flower_auction_raw": {"config": {"fetch_concurrency": 1, "transient_retry_wait_seconds": 0}}}
+    }
     sim.faults.at_daily_quota = 4  # Tuesday's four groups (one page each), then resultCd 4
     stopped = run(resources, first=tuesday, last=wednesday, run_config=sequential)
     assert not stopped.success and "resultCd 4" in failure_message(stopped)
@@ -330,8 +361,13 @@ def test_a_backfill_stopped_by_the_quota_resumes_without_fetching_archived_dates
 
     sim.faults.at_daily_quota = None  # the next day
     sim.reset_counters()
-    resume = {"ops": {"flower_auction_raw": {"config": {**sequential["ops"]["flower_auction_raw"]["config"],
-                                                        "skip_archived_dates": True}}}}
+    resume = {
+        "ops": {
+            "flower_auction_raw": {
+                "config": {**sequential["ops"]["flower_auction_raw"]["config"], "skip_archived_dates": True}
+            }
+        }
+    }
     resumed = run(resources, first=tuesday, last=wednesday, run_config=resume)
     assert resumed.success
     assert {entry.params["baseDate"] for entry in sim.request_log} == {wednesday.isoformat()}
@@ -346,7 +382,9 @@ def test_a_retry_does_not_fetch_again_the_dates_the_run_already_archived(sim, se
     resources["at_flower_api"] = AtFlowerApiResource(service_key=KEY, base_url=server.at_base_url, max_attempts=1)
     sim.faults.pages = {2}
     sim.faults.http_error_count = 1  # the only page 2 of the range fails once: after Tuesday is archived
-    sequential = {"ops": {"flower_auction_raw": {"config": {"fetch_concurrency": 1, "transient_retry_wait_seconds": 0}}}}
+    sequential = {
+        "ops": {"flower_auction_raw": {"config": {"fetch_concurrency": 1, "transient_retry_wait_seconds": 0}}}
+    }
     result = run(resources, first=tuesday, last=wednesday, run_config=sequential)
     assert result.success
     assert any(event.event_type_value == "STEP_UP_FOR_RETRY" for event in result.all_events)
@@ -388,8 +426,12 @@ def test_an_auction_day_served_empty_fails_the_volume_check_and_the_tables_keep_
     assert run(resources, day=MONDAY).success
     before = bidding_snapshot(engine)
     sim.today = later - timedelta(days=1)  # the API has nothing yet for the next Monday: served empty
-    config = {"ops": {**NO_WAIT["ops"], "flower_auction_validated": {
-        "config": {"volume_min_history_dates": 1, "volume_unsettled_days": 0}}}}
+    config = {
+        "ops": {
+            **NO_WAIT["ops"],
+            "flower_auction_validated": {"config": {"volume_min_history_dates": 1, "volume_unsettled_days": 0}},
+        }
+    }
     result = run(resources, day=later, run_config=config)
 
     assert not result.success
@@ -400,8 +442,10 @@ def test_an_auction_day_served_empty_fails_the_volume_check_and_the_tables_keep_
     assert volume.metadata["anomalies"].value == 2  # 절화 rows and quantity
     assert check_results(result)[CHECK_DUPLICATE_KEYS].passed
     assert bidding_snapshot(engine) == before
-    assert not any(e.event_specific_data.materialization.asset_key == dg.AssetKey("bidding_flowers")
-                   for e in result.get_asset_materialization_events())
+    assert not any(
+        e.event_specific_data.materialization.asset_key == dg.AssetKey("bidding_flowers")
+        for e in result.get_asset_materialization_events()
+    )
 
     # The verdict is stored with the frame: the tables refuse the date even when run on their own.
     alone = run(resources, day=later, selection=[flower_tables])
@@ -429,9 +473,9 @@ def test_duplicate_keys_fail_their_check_and_nothing_reaches_the_tables(resource
 def test_a_group_breaking_the_price_invariants_in_every_row_fails_its_check(resources, engine) -> None:
     assert run(resources, day=MONDAY, selection=RAW_STEPS).success
     with engine.begin() as conn:  # e.g. swapped columns for one group: every 난 row has min > max
-        conn.execute(sa.text(
-            "UPDATE public_bidding_flowers SET min_amt = (max_amt::bigint + 10)::text WHERE flower_gubn = 3"
-        ))
+        conn.execute(
+            sa.text("UPDATE public_bidding_flowers SET min_amt = (max_amt::bigint + 10)::text WHERE flower_gubn = 3")
+        )
     result = run(resources, day=MONDAY, selection=TABLE_STEPS)
     assert not result.success
     prices = check_results(result)[CHECK_PRICE_INVARIANTS]
@@ -456,7 +500,8 @@ def test_the_daily_run_writes_today_and_the_three_days_before_in_one_run(sim, re
     request = flower_daily_run_request(today)
     assert request.job_name == "flower_sync"
     assert (request.tags[PARTITION_RANGE_START_TAG], request.tags[PARTITION_RANGE_END_TAG]) == (
-        "2026-03-09", "2026-03-12"
+        "2026-03-09",
+        "2026-03-12",
     )
     sim.today = today
     definitions = dg.Definitions(assets=ASSETS, jobs=[flower_sync_job], resources=resources)
@@ -465,8 +510,10 @@ def test_the_daily_run_writes_today_and_the_three_days_before_in_one_run(sim, re
     )
     assert result.success
     dates = [today - timedelta(days=n) for n in (3, 2, 1, 0)]
-    assert rows(engine, "SELECT partition_key FROM sync_runs WHERE table_name = 'bidding_flowers' "
-                        "AND status = 'success' ORDER BY 1") == [(d.isoformat(),) for d in dates]
+    assert rows(
+        engine,
+        "SELECT partition_key FROM sync_runs WHERE table_name = 'bidding_flowers' AND status = 'success' ORDER BY 1",
+    ) == [(d.isoformat(),) for d in dates]
     per_date = dict(rows(engine, "SELECT sale_date, count(*) FROM bidding_flowers GROUP BY 1"))
     assert per_date == {d: sum(served_per_group(sim, d).values()) for d in dates}
     # Today's auction is still settling: only part of its rows are served yet.

@@ -12,7 +12,6 @@ import pytest
 import sqlalchemy as sa
 
 from aed_pipeline.defs.shared.resources import WarehouseResource
-from aed_pipeline.lib.core.archive import ArchiveError, RawArchive
 from aed_pipeline.lib.at_flower.client import AtFlowerClient
 from aed_pipeline.lib.at_flower.fetch import (
     FLOWER_ARCHIVE_SOURCE,
@@ -21,9 +20,10 @@ from aed_pipeline.lib.at_flower.fetch import (
     archived_public_rows,
     page_set_name,
 )
-from aed_pipeline.lib.at_flower.write.served import read_public_rows, replace_public_slice
-from aed_pipeline.lib.at_flower.write.normalised import known_volumes, top_by_quantity, write_bidding_day
 from aed_pipeline.lib.at_flower.records import plain_valid_rows, validate_flower_rows
+from aed_pipeline.lib.at_flower.write.normalised import known_volumes, top_by_quantity, write_bidding_day
+from aed_pipeline.lib.at_flower.write.served import read_public_rows, replace_public_slice
+from aed_pipeline.lib.core.archive import ArchiveError, RawArchive
 from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_FLOWER, sync_run
 from aed_pipeline.simulator import Simulator, SimulatorServer
 
@@ -51,12 +51,24 @@ def served_rows(*rows: tuple) -> pd.DataFrame:
     """public_bidding_flowers rows as read back; each row: (gubn, 품목, 품종, 등급, min, avg, max, total, qty)."""
     records = []
     for n, (gubn, pum, good, grade, low, avg, high, total, quantity) in enumerate(rows, start=1):
-        records.append({
-            "sale_date": MONDAY, "flower_gubn": gubn, "sale_date_raw": MONDAY.isoformat(),
-            "flower_gubn_raw": {1: "절화", 2: "관엽", 3: "난", 4: "춘란"}[gubn], "pum_name": pum, "good_name": good,
-            "lv_nm": grade, "max_amt": str(high), "min_amt": str(low), "avg_amt": str(avg), "tot_amt": str(total),
-            "tot_qty": str(quantity), "page": 1, "row_in_page": n,
-        })
+        records.append(
+            {
+                "sale_date": MONDAY,
+                "flower_gubn": gubn,
+                "sale_date_raw": MONDAY.isoformat(),
+                "flower_gubn_raw": {1: "절화", 2: "관엽", 3: "난", 4: "춘란"}[gubn],
+                "pum_name": pum,
+                "good_name": good,
+                "lv_nm": grade,
+                "max_amt": str(high),
+                "min_amt": str(low),
+                "avg_amt": str(avg),
+                "tot_amt": str(total),
+                "tot_qty": str(quantity),
+                "page": 1,
+                "row_in_page": n,
+            }
+        )
     return pd.DataFrame(records).astype(object)
 
 
@@ -73,11 +85,13 @@ MUM = (1, "국화", "샤로트", "상2", 1200, 1200, 1200, 48000, 40)
 
 def bidding(engine: sa.Engine) -> list[tuple]:
     with engine.connect() as conn:
-        return conn.execute(sa.text(
-            "SELECT b.sale_date, t.name, f.name, b.grade, b.min_price, b.avg_price, b.max_price, b.total_amount, "
-            "b.quantity FROM bidding_flowers b JOIN flowers f ON f.id = b.flower_id "
-            "JOIN flower_types t ON t.id = f.flower_type_id ORDER BY 2, 3, 4"
-        )).all()
+        return conn.execute(
+            sa.text(
+                "SELECT b.sale_date, t.name, f.name, b.grade, b.min_price, b.avg_price, b.max_price, b.total_amount, "
+                "b.quantity FROM bidding_flowers b JOIN flowers f ON f.id = b.flower_id "
+                "JOIN flower_types t ON t.id = f.flower_type_id ORDER BY 2, 3, 4"
+            )
+        ).all()
 
 
 def write(engine: sa.Engine, rows: pd.DataFrame, sale_date: date = MONDAY):
@@ -127,11 +141,12 @@ def test_a_variety_is_unique_per_name_and_type_and_other_dates_are_untouched(eng
     counts = write(engine, valid(ROSE), sale_date=tuesday)
     assert (counts.new_types, counts.new_flowers, counts.inserted) == (0, 0, 1)
     with engine.connect() as conn:
-        flowers = conn.execute(sa.text(
-            "SELECT t.name, f.name FROM flowers f JOIN flower_types t ON t.id = f.flower_type_id ORDER BY 1"
-        )).all()
-        per_date = dict(conn.execute(sa.text(
-            "SELECT sale_date, count(*) FROM bidding_flowers GROUP BY sale_date")).all())
+        flowers = conn.execute(
+            sa.text("SELECT t.name, f.name FROM flowers f JOIN flower_types t ON t.id = f.flower_type_id ORDER BY 1")
+        ).all()
+        per_date = dict(
+            conn.execute(sa.text("SELECT sale_date, count(*) FROM bidding_flowers GROUP BY sale_date")).all()
+        )
     assert flowers == [("백합", "메두사"), ("장미", "메두사")]
     assert per_date == {MONDAY: 2, tuesday: 1}
 
@@ -152,11 +167,18 @@ def test_the_top_rows_by_quantity_are_named() -> None:
 
 def test_the_volume_history_holds_only_dates_whose_sync_succeeded(engine) -> None:
     for sale_date, rows in ((MONDAY, valid(ROSE, LILY)), (date(2026, 3, 2), valid(ROSE).iloc[0:0])):
-        with sync_run(engine, source=SYNC_SOURCE_FLOWER, table_name="bidding_flowers",
-                      partition_key=sale_date.isoformat(), run_id="test") as run:
-            with engine.begin() as conn:
-                write_bidding_day(conn, sale_date, rows)
-                run.mark_success(conn)
+        with (
+            sync_run(
+                engine,
+                source=SYNC_SOURCE_FLOWER,
+                table_name="bidding_flowers",
+                partition_key=sale_date.isoformat(),
+                run_id="test",
+            ) as run,
+            engine.begin() as conn,
+        ):
+            write_bidding_day(conn, sale_date, rows)
+            run.mark_success(conn)
     write(engine, valid(MUM), sale_date=date(2026, 3, 16))  # written without a successful sync_runs row
     with engine.connect() as conn:
         volumes = known_volumes(conn, date(2026, 3, 1), date(2026, 3, 31))

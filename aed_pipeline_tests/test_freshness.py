@@ -8,7 +8,7 @@ import pytest
 
 from aed_pipeline.lib.ops.freshness import aed_rule, flower_rule, parse_deadline
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def _utc(*args) -> dt.datetime:

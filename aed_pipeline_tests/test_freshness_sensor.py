@@ -9,9 +9,9 @@ import pytest
 
 from aed_pipeline.defs.shared import alerting as alerting_defs
 from aed_pipeline.defs.shared.freshness import partition_freshness_sensor
-from aed_pipeline_tests.alert_support import UI, Sensor, fields, header, instance, sink, slack  # noqa: F401 - fixtures
+from aed_pipeline_tests.alert_support import UI, Sensor, fields, header, instance, sink, slack
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 @pytest.fixture

@@ -31,21 +31,11 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from aed_pipeline.lib.egen_aed.checks import IntegrityThresholds
-from aed_pipeline.lib.egen_aed.records import (
-    API_FIELDS,
-    MAX_TEXT_LENGTH,
-    PERSONAL_COLUMNS,
-    SUNDAY_WEEK_COLUMNS,
-    TIME_COLUMNS,
-    validate_records,
-)
-from aed_pipeline.lib.egen_aed.fetch import ARCHIVE_SOURCE, PAGE_SET
-from aed_pipeline.lib.egen_aed.write.apply import apply_snapshot, health_center_lookup
-from aed_pipeline.lib.egen_aed.validate import validate_archived_snapshot
-from aed_pipeline.lib.core.archive import PageSetManifest, RawArchive
 from aed_pipeline.lib.at_flower.client import ParsedFlowerPage, parse_flower_response
-from aed_pipeline.lib.egen_aed.client import OPERATION_FULL_DOWN, ParsedEgenPage, parse_egen_response
+from aed_pipeline.lib.at_flower.fetch import API_FIELD_COLUMNS
+from aed_pipeline.lib.at_flower.records import AMOUNT_COLUMNS, NAME_COLUMNS, plain_valid_rows, validate_flower_rows
+from aed_pipeline.lib.at_flower.write.served import PUBLIC_FRAME_COLUMNS, read_public_rows, replace_public_slice
+from aed_pipeline.lib.core.archive import PageSetManifest, RawArchive
 from aed_pipeline.lib.core.errors import (
     SourceAuthError,
     SourceQuotaExceeded,
@@ -54,11 +44,21 @@ from aed_pipeline.lib.core.errors import (
     SourceResponseInvalid,
     SourceUnavailable,
 )
-from aed_pipeline.lib.at_flower.fetch import API_FIELD_COLUMNS
-from aed_pipeline.lib.at_flower.write.served import PUBLIC_FRAME_COLUMNS, read_public_rows, replace_public_slice
-from aed_pipeline.lib.at_flower.records import AMOUNT_COLUMNS, NAME_COLUMNS, plain_valid_rows, validate_flower_rows
 from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_EGEN, replace_rejected_records
 from aed_pipeline.lib.core.warehouse import warehouse_engine
+from aed_pipeline.lib.egen_aed.checks import IntegrityThresholds
+from aed_pipeline.lib.egen_aed.client import OPERATION_FULL_DOWN, ParsedEgenPage, parse_egen_response
+from aed_pipeline.lib.egen_aed.fetch import ARCHIVE_SOURCE, PAGE_SET
+from aed_pipeline.lib.egen_aed.records import (
+    API_FIELDS,
+    MAX_TEXT_LENGTH,
+    PERSONAL_COLUMNS,
+    SUNDAY_WEEK_COLUMNS,
+    TIME_COLUMNS,
+    validate_records,
+)
+from aed_pipeline.lib.egen_aed.validate import validate_archived_snapshot
+from aed_pipeline.lib.egen_aed.write.apply import apply_snapshot, health_center_lookup
 from aed_pipeline.simulator import AT_PATH, EGEN_PREFIX, Simulator
 
 HOSTILE = settings(
@@ -102,14 +102,22 @@ def _sim_bodies(api: str, queries: list[str], **faults: Any) -> list[bytes]:
 
 def _egen_seeds() -> list[bytes]:
     pages = "serviceKey=good&pageNo=2&numOfRows=5"
-    seeds = [path.read_bytes() for path in sorted(RECORDED.rglob("*")) if path.suffix in (".xml", ".html", ".txt")
-             and not path.name.endswith(".headers.txt")]
+    seeds = [
+        path.read_bytes()
+        for path in sorted(RECORDED.rglob("*"))
+        if path.suffix in (".xml", ".html", ".txt") and not path.name.endswith(".headers.txt")
+    ]
     seeds += _sim_bodies("egen", [pages, pages + "&_type=json", "serviceKey=bad&pageNo=1&numOfRows=5"])
     seeds += _sim_bodies("egen", ["serviceKey=good&pageNo=1&numOfRows=1&_type=json"])  # items.item is one object
     seeds += _sim_bodies("egen", ["serviceKey=bad&pageNo=1&numOfRows=5&_type=json"], envelope_json=True)
     quota = "LIMITED NUMBER OF SERVICE REQUESTS EXCEEDS ERROR."
-    seeds += _sim_bodies("egen", [pages, pages + "&_type=json"], egen_provider_error_count=2,
-                         egen_provider_error_code="22", egen_provider_error_msg=quota)
+    seeds += _sim_bodies(
+        "egen",
+        [pages, pages + "&_type=json"],
+        egen_provider_error_count=2,
+        egen_provider_error_code="22",
+        egen_provider_error_msg=quota,
+    )
     return seeds
 
 
@@ -129,8 +137,8 @@ FLOWER_SEEDS = _flower_seeds()
 
 SQL_LIKE = ["'; DROP TABLE aed_data; --", "1' OR '1'='1", 'x"); DELETE FROM aed_data_history; --', "$$ $q$ \\. \\N"]
 MOJIBAKE = [
-    "서울특별시 종로구".encode("utf-8").decode("cp949", errors="replace"),
-    "서울특별시 종로구".encode("utf-8").decode("latin-1"),
+    "서울특별시 종로구".encode().decode("cp949", errors="replace"),
+    "서울특별시 종로구".encode().decode("latin-1"),
     "자동심장충격기".encode("cp949").decode("utf-8", errors="replace"),
 ]
 HOSTILE_TEXT = st.one_of(
@@ -143,12 +151,48 @@ HOSTILE_TEXT = st.one_of(
 SNIPPETS = [
     b'<!DOCTYPE r [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>',
     b'<!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]>',
-    b"&b;", b"&x;", b"&#0;", b"&#xD800;", b"&amp;", b"&lt;", b"<![CDATA[", b"]]>", b"<!--", b"-->", b"<?pi x?>",
-    b"\\u0000", b"\\ud800", b"\\udfff\\ud800", b"\x00", b"\xff\xfe", b"\xef\xbb\xbf", b"\xc3\x28", b"\xed\xa0\x80",
-    b"[" * 3000, b"{" * 100, b'{"a":' * 2000, b"<a>" * 300, b"9" * 5000, b"-1", b"NaN", b"Infinity", b"1e309",
-    b'"item":null', b'"item":""', b'"items":[1,2]', b'"totalCount":"-5"', b"<item/>", b"<item><item>x</item></item>",
-    b"<resultCode>30</resultCode>", b'"resultCode":22', b'"resultCd":"4"', b"<numOfRows>\xc2\xb2</numOfRows>",
-    b'"numOfRows":"\xc2\xb2"', b"<totalCount>1_000</totalCount>", b"<x xmlns='urn:x'>", "서울특별시".encode("cp949"),
+    b"&b;",
+    b"&x;",
+    b"&#0;",
+    b"&#xD800;",
+    b"&amp;",
+    b"&lt;",
+    b"<![CDATA[",
+    b"]]>",
+    b"<!--",
+    b"-->",
+    b"<?pi x?>",
+    b"\\u0000",
+    b"\\ud800",
+    b"\\udfff\\ud800",
+    b"\x00",
+    b"\xff\xfe",
+    b"\xef\xbb\xbf",
+    b"\xc3\x28",
+    b"\xed\xa0\x80",
+    b"[" * 3000,
+    b"{" * 100,
+    b'{"a":' * 2000,
+    b"<a>" * 300,
+    b"9" * 5000,
+    b"-1",
+    b"NaN",
+    b"Infinity",
+    b"1e309",
+    b'"item":null',
+    b'"item":""',
+    b'"items":[1,2]',
+    b'"totalCount":"-5"',
+    b"<item/>",
+    b"<item><item>x</item></item>",
+    b"<resultCode>30</resultCode>",
+    b'"resultCode":22',
+    b'"resultCd":"4"',
+    b"<numOfRows>\xc2\xb2</numOfRows>",
+    b'"numOfRows":"\xc2\xb2"',
+    b"<totalCount>1_000</totalCount>",
+    b"<x xmlns='urn:x'>",
+    "서울특별시".encode("cp949"),
 ]
 
 
@@ -179,7 +223,7 @@ def mutated(draw: st.DrawFn, seeds: list[bytes], kinds: list[str]) -> bytes:
             raw[at:at] = draw(st.sampled_from(SNIPPETS))
         elif kind in ("drop_tag", "dup_tag") and (tags := _tags(bytes(raw))):
             tag = tags[draw(st.integers(0, len(tags) - 1))]
-            raw[tag.start():tag.end()] = b"" if kind == "drop_tag" else tag.group() * draw(st.integers(2, 3))
+            raw[tag.start() : tag.end()] = b"" if kind == "drop_tag" else tag.group() * draw(st.integers(2, 3))
         elif kind == "encoding":
             text = bytes(raw).decode("utf-8", errors="replace")
             codec = draw(st.sampled_from(["cp949", "latin-1", "utf-16", "utf-16-be", "utf-32"]))
@@ -192,7 +236,7 @@ def mutated(draw: st.DrawFn, seeds: list[bytes], kinds: list[str]) -> bytes:
         elif kind == "text_node" and (nodes := list(re.finditer(rb">([^<]+)<", bytes(raw)))):
             node = nodes[draw(st.integers(0, len(nodes) - 1))]
             text = draw(HOSTILE_TEXT).replace("&", "&amp;").replace("<", "&lt;")
-            raw[node.start(1):node.end(1)] = text.encode("utf-8", errors="surrogatepass")
+            raw[node.start(1) : node.end(1)] = text.encode("utf-8", errors="surrogatepass")
         elif kind == "json_value":
             raw = bytearray(_retyped_json(bytes(raw), draw))
     return bytes(raw)
@@ -257,16 +301,18 @@ def _assert_storable(records: list[dict[str, str]], *, nul_allowed: bool) -> Non
 @HOSTILE
 @given(raw=random_bodies(EGEN_SEEDS))
 @example(raw=b'{"response":' + b"[" * 100_000)  # RecursionError escaped before the fix
-@example(raw=b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "x"><!ENTITY b "&a;&a;&a;">]><response><header>'
-         b"<resultCode>00</resultCode></header><body><items><item><org>&b;</org>&b;</item></items>"
-         b"<totalCount>1</totalCount></body></response>")  # entity nodes became record keys before the fix
+@example(
+    raw=b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "x"><!ENTITY b "&a;&a;&a;">]><response><header>'
+    b"<resultCode>00</resultCode></header><body><items><item><org>&b;</org>&b;</item></items>"
+    b"<totalCount>1</totalCount></body></response>"
+)  # entity nodes became record keys before the fix
 def test_egen_parser_returns_a_page_or_raises_a_typed_source_error(raw: bytes) -> None:
     """Any body: a parsed e-gen page whose records are text PostgreSQL can hold (NUL is left for
     validation to quarantine), or a typed SourceError naming the operation and the page; and the
     parsed records go through validation without an exception."""
     try:
         parsed = parse_egen_response(raw, operation=OPERATION_FULL_DOWN, page=PAGE)
-    except Exception as exc:  # noqa: BLE001 - the property is about which exceptions escape
+    except Exception as exc:
         _assert_typed(exc, OPERATION_FULL_DOWN)
         event(type(exc).__name__)
         return
@@ -285,7 +331,7 @@ def test_flower_parser_returns_a_page_or_raises_a_typed_source_error(raw: bytes)
     lone surrogates became U+FFFD), or a typed SourceError naming the operation and the page."""
     try:
         parsed = parse_flower_response(raw, operation=FLOWER_OPERATION, page=PAGE)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         _assert_typed(exc, FLOWER_OPERATION)
         event(type(exc).__name__)
         return
@@ -312,21 +358,45 @@ def test_xml_with_a_dtd_is_refused(parse, dtd: bytes) -> None:
         b'<?xml version="1.0"?>' + dtd + b"<response><header><resultCode>00</resultCode></header><resultCd>0</resultCd>"
         b"<body><items><item><org>&d;&x;</org></item></items><totalCount>1</totalCount></body></response>"
     ).replace(b"&d;&x;", b"&d;" if b"ENTITY d" in dtd else b"&x;" if b"ENTITY x" in dtd else b"x")
-    with pytest.raises(SourceResponseInvalid, match="declares a DTD|Attempt to load network entity"):
+    with pytest.raises(SourceResponseInvalid, match=r"declares a DTD|Attempt to load network entity"):
         parse(body, operation="op", page=PAGE)
 
 
 # --------------------------------------------------------------------------- AED records
 
 COORDINATE = st.one_of(
-    st.sampled_from(["37.5709958592", "126.9789144773", "  37.5 ", "NaN", "nan", "inf", "-inf", "Infinity", "1e309",
-                     "-0", "+37.5", "999", "-91", "180.0000001", "٣٧.٥", "３７.５", "37,5", "37.5.1", "0x25"]),
+    st.sampled_from(
+        [
+            "37.5709958592",
+            "126.9789144773",
+            "  37.5 ",
+            "NaN",
+            "nan",
+            "inf",
+            "-inf",
+            "Infinity",
+            "1e309",
+            "-0",
+            "+37.5",
+            "999",
+            "-91",
+            "180.0000001",
+            "٣٧.٥",
+            "３７.５",
+            "37,5",
+            "37.5.1",
+            "0x25",
+        ]
+    ),
     st.floats(allow_nan=True, allow_infinity=True),
     st.integers(-1000, 1000),
     HOSTILE_TEXT,
 )
-TIME = st.one_of(st.sampled_from(["0000", "2400", "0900", "2359", "2401", "0960", "9", "0٩00", "０９００", " 0900 "]),
-                 st.integers(0, 9999), HOSTILE_TEXT)
+TIME = st.one_of(
+    st.sampled_from(["0000", "2400", "0900", "2359", "2401", "0960", "9", "0٩00", "０９００", " 0900 "]),
+    st.integers(0, 9999),
+    HOSTILE_TEXT,
+)
 FIELD_VALUE = {
     **{name: HOSTILE_TEXT | st.none() | st.integers() for name in API_FIELDS},
     "wgs84Lat": COORDINATE | st.none(),
@@ -343,7 +413,9 @@ MANAGER_MARK = "MGR⚑"
 def aed_records(draw: st.DrawFn) -> dict[str, Any]:
     record: dict[str, Any] = {
         "serialSeq": draw(st.one_of(st.text(min_size=1, max_size=12), HOSTILE_TEXT, st.integers())),
-        "buildAddress": draw(st.sampled_from(["서울특별시 종로구 종로3길 17", "경기도 수원시 장안구 1"]) | HOSTILE_TEXT),
+        "buildAddress": draw(
+            st.sampled_from(["서울특별시 종로구 종로3길 17", "경기도 수원시 장안구 1"]) | HOSTILE_TEXT
+        ),
         "wgs84Lat": draw(st.sampled_from(["37.57", "35.1"]) | COORDINATE),
         "wgs84Lon": draw(st.sampled_from(["126.97", "129.0"]) | COORDINATE),
     }
@@ -408,8 +480,27 @@ def test_every_aed_record_is_valid_and_sane_or_quarantined_with_a_reason(records
 STORED_TEXT = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\x00"), max_size=20)
 AMOUNT = st.one_of(
     st.integers(-(10**18), 10**18).map(str),
-    st.sampled_from(["1,234", "12,816,580", "1,23", " 7 ", "-0", "+5", "NaN", "inf", "1e3", "12.5", "１０", "٣",
-                     "9" * 15, "9" * 16, "999,999,999,999,999", "", "N/A"]),
+    st.sampled_from(
+        [
+            "1,234",
+            "12,816,580",
+            "1,23",
+            " 7 ",
+            "-0",
+            "+5",
+            "NaN",
+            "inf",
+            "1e3",
+            "12.5",
+            "１０",
+            "٣",
+            "9" * 15,
+            "9" * 16,
+            "999,999,999,999,999",
+            "",
+            "N/A",
+        ]
+    ),
     STORED_TEXT,
     st.none(),
 )
@@ -420,17 +511,26 @@ def flower_frames(draw: st.DrawFn) -> pd.DataFrame:
     rows = []
     for n in range(draw(st.integers(1, 15))):
         gubn = draw(st.integers(1, 4))
-        rows.append({
-            "sale_date": dt.date(2026, 3, 2),
-            "flower_gubn": gubn,
-            "sale_date_raw": draw(st.sampled_from(["2026-03-02", "2026-3-2", ""]) | STORED_TEXT | st.none()),
-            "flower_gubn_raw": draw(st.sampled_from(["절화", "관엽", "난", "춘란"]) | STORED_TEXT | st.none()),
-            **{c: draw(st.sampled_from(["장미", "레드", "특", " "]) | st.sampled_from(SQL_LIKE + MOJIBAKE) | STORED_TEXT
-                       | st.none()) for c in NAME_COLUMNS},
-            **{c: draw(AMOUNT) for c in AMOUNT_COLUMNS},
-            "page": 1,
-            "row_in_page": n + 1,
-        })
+        rows.append(
+            {
+                "sale_date": dt.date(2026, 3, 2),
+                "flower_gubn": gubn,
+                "sale_date_raw": draw(st.sampled_from(["2026-03-02", "2026-3-2", ""]) | STORED_TEXT | st.none()),
+                "flower_gubn_raw": draw(st.sampled_from(["절화", "관엽", "난", "춘란"]) | STORED_TEXT | st.none()),
+                **{
+                    c: draw(
+                        st.sampled_from(["장미", "레드", "특", " "])
+                        | st.sampled_from(SQL_LIKE + MOJIBAKE)
+                        | STORED_TEXT
+                        | st.none()
+                    )
+                    for c in NAME_COLUMNS
+                },
+                **{c: draw(AMOUNT) for c in AMOUNT_COLUMNS},
+                "page": 1,
+                "row_in_page": n + 1,
+            }
+        )
     return pd.DataFrame(rows, columns=list(PUBLIC_FRAME_COLUMNS)).astype(object)
 
 
@@ -461,11 +561,11 @@ LANDING = [
     "back\\slash \\N \\x00 \\\\ literal",
     "tab\there\nnew\r\nline\rcr",
     'quote "double" and \'single\' ""',
-    "comma,separated,\"values\",",
+    'comma,separated,"values",',
     "$$dollar$$ $tag$ x $tag$ E'\\x41'",
     "서울 🚑 \u200b zero\u202eRTL \ufeffbom",
-    "서울특별시".encode("utf-8").decode("latin-1"),
-    "서울특별시".encode("utf-8").decode("cp949", errors="replace"),
+    "서울특별시".encode().decode("latin-1"),
+    "서울특별시".encode().decode("cp949", errors="replace"),
     "\\N",
     "NULL",
     "ctl \x01\x02\x1b[31m\x7f\x85 end",
@@ -474,8 +574,12 @@ LANDING = [
 
 
 def _json_page(records: list[dict[str, str]]) -> bytes:
-    body = {"response": {"header": {"resultCode": "00", "resultMsg": "NORMAL SERVICE."}, "body": {
-        "items": {"item": records}, "numOfRows": 1000, "pageNo": 1, "totalCount": len(records)}}}
+    body = {
+        "response": {
+            "header": {"resultCode": "00", "resultMsg": "NORMAL SERVICE."},
+            "body": {"items": {"item": records}, "numOfRows": 1000, "pageNo": 1, "totalCount": len(records)},
+        }
+    }
     return json.dumps(body, ensure_ascii=True).encode()  # \u escapes for every control character
 
 
@@ -485,11 +589,24 @@ def test_hostile_text_lands_as_text_and_unstorable_text_never_crashes_a_copy(
     """Hostile strings in every free-text field go through the archive, validation, the Parquet rows
     file and the CSV COPY into aed_data unchanged; a NUL is quarantined (with its reason, the NUL
     written as ``\\x00`` in rejected_records) and a lone surrogate arrives as U+FFFD."""
-    text_fields = {"org": "installation_institution", "buildPlace": "installation_position", "mfg": "manufacturer",
-                   "model": "model_name", "clerkTel": "institution_tel", "manager": "manager",
-                   "managerTel": "manager_tel"}
-    base = {"buildAddress": "서울특별시 종로구 종로3길 17", "sido": "서울특별시", "gugun": "종로구",
-            "wgs84Lat": "37.57", "wgs84Lon": "126.97", "monSttTme": "0900", "monEndTme": "2400"}
+    text_fields = {
+        "org": "installation_institution",
+        "buildPlace": "installation_position",
+        "mfg": "manufacturer",
+        "model": "model_name",
+        "clerkTel": "institution_tel",
+        "manager": "manager",
+        "managerTel": "manager_tel",
+    }
+    base = {
+        "buildAddress": "서울특별시 종로구 종로3길 17",
+        "sido": "서울특별시",
+        "gugun": "종로구",
+        "wgs84Lat": "37.57",
+        "wgs84Lon": "126.97",
+        "monSttTme": "0900",
+        "monEndTme": "2400",
+    }
     records = []
     for n, text in enumerate(LANDING):
         records.append({**base, "serialSeq": f"H{n:02d}-{text[:20]}", **dict.fromkeys(text_fields, text)})
@@ -498,35 +615,65 @@ def test_hostile_text_lands_as_text_and_unstorable_text_never_crashes_a_copy(
     raw = _json_page(records)
 
     archive = RawArchive(tmp_path / "archive")
-    manifest = PageSetManifest(source=ARCHIVE_SOURCE, partition=SIM_DAY.isoformat(), page_set=PAGE_SET,
-                               origin="simulator", format="json", request={"operation": OPERATION_FULL_DOWN})
+    manifest = PageSetManifest(
+        source=ARCHIVE_SOURCE,
+        partition=SIM_DAY.isoformat(),
+        page_set=PAGE_SET,
+        origin="simulator",
+        format="json",
+        request={"operation": OPERATION_FULL_DOWN},
+    )
     archive.add_page(manifest, 1, raw, records=len(records), content_type="application/json")
     manifest.total_count, manifest.expected_pages, manifest.complete = len(records), 1, True
     archive.write_manifest(manifest)
 
     engine = warehouse_engine(fresh_database_url)
     validation = validate_archived_snapshot(
-        archive, SIM_DAY, health_centers=health_center_lookup(engine), previous=None,
-        thresholds=IntegrityThresholds(), rows_path=tmp_path / "rows.parquet",
+        archive,
+        SIM_DAY,
+        health_centers=health_center_lookup(engine),
+        previous=None,
+        thresholds=IntegrityThresholds(),
+        rows_path=tmp_path / "rows.parquet",
     )
     assert validation.snapshot.blocking_failures == []
     with engine.begin() as conn:
-        replace_rejected_records(conn, source=SYNC_SOURCE_EGEN, partition_key=SIM_DAY.isoformat(), run_id="hostile",
-                                 rejected=validation.rejected)
+        replace_rejected_records(
+            conn,
+            source=SYNC_SOURCE_EGEN,
+            partition_key=SIM_DAY.isoformat(),
+            run_id="hostile",
+            rejected=validation.rejected,
+        )
     apply_snapshot(engine, validation.snapshot)
 
     with engine.connect() as conn:
-        stored = {row[0]: row[1:] for row in conn.execute(sa.text(
-            f"SELECT equipment_serial, {', '.join(text_fields.values())} FROM aed_data"))}
-        quarantined = conn.execute(sa.text(
-            "SELECT record ->> 'serialSeq', record ->> 'org', failed_checks FROM rejected_records")).all()
+        stored = {
+            row[0]: row[1:]
+            for row in conn.execute(
+                sa.text(f"SELECT equipment_serial, {', '.join(text_fields.values())} FROM aed_data")
+            )
+        }
+        quarantined = conn.execute(
+            sa.text("SELECT record ->> 'serialSeq', record ->> 'org', failed_checks FROM rejected_records")
+        ).all()
     for n, text in enumerate(LANDING):
         assert stored[f"H{n:02d}-{text[:20]}"] == (text,) * len(text_fields), text
     assert stored["SURROGATE-1"][0] == "lone \ufffd half"
     assert "NUL-1" not in stored
-    assert quarantined == [("NUL-1", "before\\x00after", [
-        {"column": "installation_institution", "check": "text_without_nul_and_bounded", "value": "before\\x00after"}
-    ])]
+    assert quarantined == [
+        (
+            "NUL-1",
+            "before\\x00after",
+            [
+                {
+                    "column": "installation_institution",
+                    "check": "text_without_nul_and_bounded",
+                    "value": "before\\x00after",
+                }
+            ],
+        )
+    ]
 
 
 def test_hostile_flower_rows_land_as_served_in_public_bidding_flowers(fresh_database_url: str) -> None:
@@ -536,16 +683,29 @@ def test_hostile_flower_rows_land_as_served_in_public_bidding_flowers(fresh_data
     sale_date = dt.date(2026, 2, 27)
     names = [*LANDING, "before\x00after", "lone \udc80 half"]
     items = [
-        {"saleDate": "2026-02-27", "flowerGubn": "절화", "pumName": name, "goodName": name, "lvNm": "특",
-         "maxAmt": "1,000", "minAmt": "500", "avgAmt": "700", "totAmt": "7,000", "totQty": "10"}
+        {
+            "saleDate": "2026-02-27",
+            "flowerGubn": "절화",
+            "pumName": name,
+            "goodName": name,
+            "lvNm": "특",
+            "maxAmt": "1,000",
+            "minAmt": "500",
+            "avgAmt": "700",
+            "totAmt": "7,000",
+            "totQty": "10",
+        }
         for name in names
     ]
-    raw = json.dumps({"response": {"resultCd": "0", "resultMsg": "OK", "numOfRows": str(len(items)),
-                                   "items": items}}).encode()
+    raw = json.dumps(
+        {"response": {"resultCd": "0", "resultMsg": "OK", "numOfRows": str(len(items)), "items": items}}
+    ).encode()
     parsed = parse_flower_response(raw, operation=FLOWER_OPERATION, page=1)
     fields = [field for field, _ in API_FIELD_COLUMNS]
-    rows = [(sale_date, 1, *map(record.get, fields), 1, n, "2026-02-28T00:00:00+00:00", "archive/page-1")
-            for n, record in enumerate(parsed.records, start=1)]
+    rows = [
+        (sale_date, 1, *map(record.get, fields), 1, n, "2026-02-28T00:00:00+00:00", "archive/page-1")
+        for n, record in enumerate(parsed.records, start=1)
+    ]
 
     engine = warehouse_engine(fresh_database_url)
     with engine.begin() as conn:

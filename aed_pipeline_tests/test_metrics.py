@@ -30,11 +30,11 @@ from aed_pipeline.defs.at_flower.assets import flower_auction_raw, flower_auctio
 from aed_pipeline.defs.at_flower.tables import flower_tables
 from aed_pipeline.defs.shared.io import PartitionedPickleIOManager
 from aed_pipeline.defs.shared.resources import AtFlowerApiResource, RawArchiveResource, WarehouseResource
-from aed_pipeline.lib.egen_aed.write.apply import MissingDevicesGuardTripped
 from aed_pipeline.lib.core.kst import kst_date
-from aed_pipeline.lib.ops.metrics import DURATION_BUCKETS, RECORD_STATUSES, MetricsServer, kst_midnight
 from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_EGEN, SYNC_SOURCE_FLOWER, sync_run
 from aed_pipeline.lib.core.warehouse import create_warehouse_engine, warehouse_engine
+from aed_pipeline.lib.egen_aed.write.apply import MissingDevicesGuardTripped
+from aed_pipeline.lib.ops.metrics import DURATION_BUCKETS, RECORD_STATUSES, MetricsServer, kst_midnight
 from aed_pipeline_tests.aed_support import failure_messages, start_harness
 
 CLI = str(Path(sys.executable).parent / "aed-pipeline")
@@ -92,11 +92,18 @@ def synced_url(embedded_pg, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     )
     assert flowers.success
 
-    with pytest.raises(MissingDevicesGuardTripped):
-        with sync_run(warehouse_engine(url), source=SYNC_SOURCE_EGEN, table_name="aed_data",
-                      partition_key=(AED_DAY + timedelta(days=2)).isoformat(), run_id="failed-run") as run:
-            run.counts.fetched = 360
-            raise MissingDevicesGuardTripped("40 of 400 active devices are absent")
+    with (
+        pytest.raises(MissingDevicesGuardTripped),
+        sync_run(
+            warehouse_engine(url),
+            source=SYNC_SOURCE_EGEN,
+            table_name="aed_data",
+            partition_key=(AED_DAY + timedelta(days=2)).isoformat(),
+            run_id="failed-run",
+        ) as run,
+    ):
+        run.counts.fetched = 360
+        raise MissingDevicesGuardTripped("40 of 400 active devices are absent")
     yield url
     with psycopg.connect(embedded_pg.conninfo("postgres"), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -198,8 +205,9 @@ def test_runs_and_records_equal_the_sums_of_sync_runs(scraped, synced_engine) ->
     [(fetched, snapshots)] = query(synced_engine, "SELECT sum(fetched), count(*) FROM aed_snapshots")
     assert value(scraped, "edgen_sync_records_total", status="fetched") == fetched and snapshots == 2
     for table in ("public_bidding_flowers", "bidding_flowers"):
-        [flower] = query(synced_engine, f"SELECT {columns} FROM sync_runs WHERE table_name = :t AND status = 'success'",
-                         t=table)
+        [flower] = query(
+            synced_engine, f"SELECT {columns} FROM sync_runs WHERE table_name = :t AND status = 'success'", t=table
+        )
         assert {s: value(scraped, "flower_sync_records_total", table=table, status=s) for s in RECORD_STATUSES} == dict(
             zip(RECORD_STATUSES, flower)
         )
@@ -217,20 +225,25 @@ def test_a_failed_sync_counts_as_an_error_of_its_type(scraped) -> None:
 
 
 def test_records_count_only_successful_syncs(scraped, synced_engine) -> None:
-    [(failed_fetched,)] = query(synced_engine, "SELECT fetched FROM sync_runs WHERE source = 'egen_aed' AND status = 'failed'")
-    [(success_fetched,)] = query(synced_engine, "SELECT sum(fetched) FROM sync_runs "
-                                                "WHERE source = 'egen_aed' AND status = 'success'")
+    [(failed_fetched,)] = query(
+        synced_engine, "SELECT fetched FROM sync_runs WHERE source = 'egen_aed' AND status = 'failed'"
+    )
+    [(success_fetched,)] = query(
+        synced_engine, "SELECT sum(fetched) FROM sync_runs WHERE source = 'egen_aed' AND status = 'success'"
+    )
     assert failed_fetched == 360
     assert value(scraped, "edgen_sync_records_total", status="fetched") == success_fetched
 
 
 def test_last_success_and_newest_partition_are_those_of_sync_runs(scraped, synced_engine) -> None:
-    [(aed_finished,)] = query(synced_engine, "SELECT max(finished_at) FROM sync_runs "
-                                             "WHERE source = 'egen_aed' AND status = 'success'")
+    [(aed_finished,)] = query(
+        synced_engine, "SELECT max(finished_at) FROM sync_runs WHERE source = 'egen_aed' AND status = 'success'"
+    )
     assert value(scraped, "edgen_sync_last_success_timestamp") == pytest.approx(aed_finished.timestamp())
     assert value(scraped, "edgen_sync_newest_partition_timestamp") == kst_midnight(AED_DAY + timedelta(days=1))
-    for table, finished in query(synced_engine, "SELECT table_name, max(finished_at) FROM sync_runs "
-                                                "WHERE source = 'at_flower' GROUP BY 1"):
+    for table, finished in query(
+        synced_engine, "SELECT table_name, max(finished_at) FROM sync_runs WHERE source = 'at_flower' GROUP BY 1"
+    ):
         labels = flower_table(table)
         assert value(scraped, "flower_sync_last_success_timestamp", **labels) == pytest.approx(finished.timestamp())
         assert value(scraped, "flower_sync_newest_partition_timestamp", **labels) == kst_midnight(FLOWER_MONDAY)
@@ -238,8 +251,10 @@ def test_last_success_and_newest_partition_are_those_of_sync_runs(scraped, synce
 
 
 def test_duration_histogram_places_every_finished_sync_in_its_buckets(scraped, synced_engine) -> None:
-    durations = query(synced_engine, "SELECT source, table_name, status, "
-                                     "extract(epoch FROM finished_at - started_at)::float8 FROM sync_runs")
+    durations = query(
+        synced_engine,
+        "SELECT source, table_name, status, extract(epoch FROM finished_at - started_at)::float8 FROM sync_runs",
+    )
     for source, prefix in ((SYNC_SOURCE_EGEN, "edgen_sync"), (SYNC_SOURCE_FLOWER, "flower_sync")):
         for table, status in {(t, st) for s, t, st, _ in durations if s == source}:
             seconds = [d for s, t, st, d in durations if (s, t, st) == (source, table, status)]
@@ -258,8 +273,11 @@ def test_duration_histogram_places_every_finished_sync_in_its_buckets(scraped, s
 
 
 def test_warehouse_gauges_match_the_tables(scraped, synced_engine) -> None:
-    [(active, removed)] = query(synced_engine, "SELECT count(*) FILTER (WHERE deleted_at IS NULL), "
-                                               "count(*) FILTER (WHERE deleted_at IS NOT NULL) FROM aed_data")
+    [(active, removed)] = query(
+        synced_engine,
+        "SELECT count(*) FILTER (WHERE deleted_at IS NULL), "
+        "count(*) FILTER (WHERE deleted_at IS NOT NULL) FROM aed_data",
+    )
     assert value(scraped, "edgen_aed_devices", state="active") == active >= AED_DEVICES * 0.9
     assert value(scraped, "edgen_aed_devices", state="removed") == removed
     newest = AED_DAY + timedelta(days=1)
@@ -285,13 +303,15 @@ def test_each_scrape_reads_the_table_anew(fresh_database_url) -> None:
         assert series(empty, "edgen_sync_last_success_timestamp") == {}
         assert series(empty, "edgen_aed_newest_snapshot_timestamp") == {}
 
-        with sync_run(engine, source=SYNC_SOURCE_FLOWER, table_name="bidding_flowers", partition_key="2026-03-09",
-                      run_id="r1") as run:
+        with sync_run(
+            engine, source=SYNC_SOURCE_FLOWER, table_name="bidding_flowers", partition_key="2026-03-09", run_id="r1"
+        ) as run:
             run.counts.fetched = run.counts.inserted = 7
             with engine.begin() as conn:
                 run.mark_success(conn)
-        with sync_run(engine, source=SYNC_SOURCE_FLOWER, table_name="bidding_flowers", partition_key="2026-03-10",
-                      run_id="r2") as run:
+        with sync_run(
+            engine, source=SYNC_SOURCE_FLOWER, table_name="bidding_flowers", partition_key="2026-03-10", run_id="r2"
+        ) as run:
             assert value(scrape(server.url), "flower_sync_running", table="bidding_flowers") == 1
             run.counts.fetched, run.counts.unchanged = 7, 7
             with engine.begin() as conn:
@@ -316,7 +336,8 @@ def test_an_unreadable_database_serves_up_0_and_never_shows_the_password(caplog)
     for samples in (first, second):
         assert value(samples, "aed_pipeline_metrics_up") == 0
         assert {name for name, _ in samples} == {
-            "aed_pipeline_metrics_up", "aed_pipeline_metrics_scrape_duration_seconds"
+            "aed_pipeline_metrics_up",
+            "aed_pipeline_metrics_scrape_duration_seconds",
         }
     assert len(caplog.records) == 2 and "cannot read the warehouse" in caplog.text
     assert password not in caplog.text
@@ -343,8 +364,21 @@ def test_metrics_serve_binds_to_localhost_and_serves_the_configured_database(syn
 
 # --------------------------------------------------------------------------- the Grafana dashboard
 
-PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless",
-                "offset", "inf", "nan"}
+PROMQL_WORDS = {
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "and",
+    "or",
+    "unless",
+    "offset",
+    "inf",
+    "nan",
+}
 
 
 def queried_metrics(expr: str) -> set[str]:
@@ -385,12 +419,19 @@ def test_the_dashboard_imports_as_is_and_queries_only_served_metrics(exposition)
     assert len({p["id"] for p in panels}) == len(panels)
     # The issue's metrics, for both sources, are all on the dashboard.
     for prefix in ("edgen_sync", "flower_sync"):
-        for suffix in ("duration_seconds_bucket", "records_total", "errors_total", "last_success_timestamp",
-                       "runs_total"):
+        for suffix in (
+            "duration_seconds_bucket",
+            "records_total",
+            "errors_total",
+            "last_success_timestamp",
+            "runs_total",
+        ):
             assert f"{prefix}_{suffix}" in queried
 
 
 def test_the_expression_parser_finds_metric_names_and_nothing_else() -> None:
-    expr = ('histogram_quantile(0.95, sum by (le, table) (rate(flower_sync_duration_seconds_bucket{status="success"}'
-            "[$__rate_interval]))) / on (table) group_left time() - edgen_sync_last_success_timestamp offset 1d")
+    expr = (
+        'histogram_quantile(0.95, sum by (le, table) (rate(flower_sync_duration_seconds_bucket{status="success"}'
+        "[$__rate_interval]))) / on (table) group_left time() - edgen_sync_last_success_timestamp offset 1d"
+    )
     assert queried_metrics(expr) == {"flower_sync_duration_seconds_bucket", "edgen_sync_last_success_timestamp"}

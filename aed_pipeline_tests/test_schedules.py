@@ -15,7 +15,7 @@ from dagster._utils.schedules import cron_string_iterator  # what the daemon use
 from aed_pipeline.definitions import defs
 from aed_pipeline.defs.at_flower.jobs import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 KST = dt.timezone(dt.timedelta(hours=9))
 
 
@@ -32,7 +32,9 @@ def _ticks(name: str, after: dt.datetime, count: int) -> list[dt.datetime]:
 
 def _run_request(name: str, tick: dt.datetime) -> dg.RunRequest:
     schedule = _repository().get_schedule_def(name)
-    result = schedule.evaluate_tick(dg.build_schedule_context(scheduled_execution_time=tick, repository_def=_repository()))
+    result = schedule.evaluate_tick(
+        dg.build_schedule_context(scheduled_execution_time=tick, repository_def=_repository())
+    )
     (request,) = result.run_requests
     return request
 

@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
+from aed_pipeline.definitions import defs
 from aed_pipeline.defs.at_flower.assets import flower_auction_raw, flower_auction_validated, public_bidding_flowers
 from aed_pipeline.defs.at_flower.tables import flower_tables
 from aed_pipeline.defs.shared.resources import (
@@ -35,7 +36,6 @@ from aed_pipeline.defs.shared.resources import (
     WarehouseResource,
     build_resources,
 )
-from aed_pipeline.definitions import defs
 from aed_pipeline.lib.core import settings
 from aed_pipeline.lib.egen_aed.records import TEXT_FIELD_COLUMNS
 from aed_pipeline.simulator import Simulator, SimulatorServer
@@ -46,7 +46,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # A data.go.kr-style key (base64 with + / =) and an aT key (32 characters). The run of letters
 # "MaRkEr…" and the random-looking pieces between the separators occur nowhere else.
-EGEN_KEY = "MaRkErKeYeGeN0a1b2c3d4e5f6+g7h8i9j0k1l2m3n4o5p/q6r7s8t9u0v1w2x3y4z5+A6B7C8D9E0F1G2H3I4==/J5K6L7M8N9O0P1Q2R3="
+EGEN_KEY = (
+    "MaRkErKeYeGeN0a1b2c3d4e5f6+g7h8i9j0k1l2m3n4o5p/q6r7s8t9u0v1w2x3y4z5+A6B7C8D9E0F1G2H3I4==/J5K6L7M8N9O0P1Q2R3="
+)
 EGEN_KEY_ENCODED = quote(EGEN_KEY, safe="")  # the portal's "Encoding" key: %2B %2F %3D
 AT_KEY = "MaRkErAt9f8e7d6c5b4a39281706f5e4"
 AED_DAY = date(2026, 3, 10)  # a Tuesday
@@ -74,10 +76,7 @@ def key_needles(*keys: str, width: int = 10) -> re.Pattern[str]:
     (decoded, encoded once or twice, ``quote_plus``), and in a key cut short or split across lines.
     """
     pieces = {
-        part[i : i + width]
-        for key in keys
-        for part in re.split(r"[+/=]", key)
-        for i in range(len(part) - width + 1)
+        part[i : i + width] for key in keys for part in re.split(r"[+/=]", key) for i in range(len(part) - width + 1)
     }
     return re.compile("|".join(sorted(map(re.escape, pieces))), re.IGNORECASE)
 
@@ -113,8 +112,7 @@ class StagedSimulator(Simulator):
         if gubn != "1":
             return rows
         return [
-            (*row[:2], *self.flower_edits[n], *row[5:]) if n in self.flower_edits else row
-            for n, row in enumerate(rows)
+            (*row[:2], *self.flower_edits[n], *row[5:]) if n in self.flower_edits else row for n, row in enumerate(rows)
         ]
 
 
@@ -188,8 +186,9 @@ def dagster_records_with_the_key(instance: dg.DagsterInstance) -> list[str]:
     return found
 
 
-def _configure(monkeypatch: pytest.MonkeyPatch, server: SimulatorServer, database_url: str, home: Path,
-               egen_key: str) -> None:
+def _configure(
+    monkeypatch: pytest.MonkeyPatch, server: SimulatorServer, database_url: str, home: Path, egen_key: str
+) -> None:
     """The environment of a deployment: keys, the endpoints (the simulator), the database, the home."""
     monkeypatch.setenv(settings.EGEN_SERVICE_KEY_ENV, egen_key)
     monkeypatch.setenv(settings.AT_FLOWER_SERVICE_KEY_ENV, AT_KEY)
@@ -264,7 +263,9 @@ def test_the_service_keys_appear_nowhere_after_good_and_failed_runs(
         assert good.success, failure_messages(good)
         if every_failure:  # the aT key has one form only: its runs need not repeat with the other e-gen form
             flowers = flower_job.execute_in_process(
-                partition_key=FLOWER_DAY.isoformat(), instance=instance, run_config=FLOWER_ASSET_CONFIG,
+                partition_key=FLOWER_DAY.isoformat(),
+                instance=instance,
+                run_config=FLOWER_ASSET_CONFIG,
                 raise_on_error=False,
             )
             assert flowers.success, failure_messages(flowers)
@@ -285,22 +286,37 @@ def test_the_service_keys_appear_nowhere_after_good_and_failed_runs(
         sim.reset_faults()
         sim.today = date(2026, 3, 13)
         sim.faults.http_error_status, sim.faults.http_error_count, sim.faults.http_error_body = 502, -1, echo.encode()
-        aed_5xx = dg.materialize(AED_ASSETS, partition_key="2026-03-13", resources=impatient, instance=instance,
-                                 run_config=AED_ASSET_CONFIG, raise_on_error=False)
+        aed_5xx = dg.materialize(
+            AED_ASSETS,
+            partition_key="2026-03-13",
+            resources=impatient,
+            instance=instance,
+            run_config=AED_ASSET_CONFIG,
+            raise_on_error=False,
+        )
         _failed_with(aed_5xx, "HTTP 502")
         if every_failure:
             _failed_with(aed_run(date(2026, 3, 12), egen_daily_quota=0), "quota")
             sim.faults.http_error_status, sim.faults.http_error_count, sim.faults.http_error_body = (
-                500, -1, echo.encode()
+                500,
+                -1,
+                echo.encode(),
             )
             no_step_retry = {"ops": {"flower_auction_raw": {"config": {"transient_retries": 0}}}}
-            flower_5xx = dg.materialize(FLOWER_ASSETS, partition_key="2026-03-12", resources=impatient,
-                                        instance=instance, run_config=no_step_retry, raise_on_error=False)
+            flower_5xx = dg.materialize(
+                FLOWER_ASSETS,
+                partition_key="2026-03-12",
+                resources=impatient,
+                instance=instance,
+                run_config=no_step_retry,
+                raise_on_error=False,
+            )
             _failed_with(flower_5xx, "HTTP 500")
             sim.reset_faults()
             sim.faults.at_expired_keys = {AT_KEY}
-            expired = flower_job.execute_in_process(partition_key="2026-03-10", instance=instance,
-                                                    run_config=FLOWER_ASSET_CONFIG, raise_on_error=False)
+            expired = flower_job.execute_in_process(
+                partition_key="2026-03-10", instance=instance, run_config=FLOWER_ASSET_CONFIG, raise_on_error=False
+            )
             _failed_with(expired, "validity period")
 
         assert table_state(engine) == before
@@ -351,9 +367,15 @@ def test_masked_manager_fields_are_stored_as_served_and_never_logged_or_given_as
         r["serialSeq"]: (r.get("manager"), r.get("managerTel"))
         for r in sim.registry.records(sim.aed_ids(), AED_DAY.toordinal())
     }
-    stored = {s: (m, t) for s, m, t in _rows(harness.engine, "SELECT equipment_serial, manager, manager_tel FROM aed_data")}
-    serial = {device: r["serialSeq"] for device, r in zip((first, second, third), sim.registry.records(
-        np.array([first, second, third]), AED_DAY.toordinal()))}
+    stored = {
+        s: (m, t) for s, m, t in _rows(harness.engine, "SELECT equipment_serial, manager, manager_tel FROM aed_data")
+    }
+    serial = {
+        device: r["serialSeq"]
+        for device, r in zip(
+            (first, second, third), sim.registry.records(np.array([first, second, third]), AED_DAY.toordinal())
+        )
+    }
     assert stored[serial[first]] == ("홍*동", "010-****-1234")
     # Every stored manager is exactly the served (masked) text; none was unmasked or rewritten.
     assert len(stored) == len(served) - 2 and all(stored[s] == served[s] for s in stored)
@@ -408,11 +430,15 @@ def test_injection_strings_in_every_text_field_land_as_text_and_every_table_surv
 
     columns = [TEXT_FIELD_COLUMNS.get(f, f) for f in fields]
     for table in ("aed_data", "aed_data_versions"):
-        stored = _rows(engine, f"SELECT {', '.join(columns)} FROM {table} WHERE equipment_serial = ANY(:s)",
-                       s=list(INJECTIONS))
+        stored = _rows(
+            engine, f"SELECT {', '.join(columns)} FROM {table} WHERE equipment_serial = ANY(:s)", s=list(INJECTIONS)
+        )
         assert sorted(stored) == sorted(tuple([text] * len(columns)) for text in INJECTIONS)
-    raw = _rows(engine, "SELECT pum_name, good_name, lv_nm FROM public_bidding_flowers WHERE pum_name = ANY(:s)",
-                s=list(INJECTIONS))
+    raw = _rows(
+        engine,
+        "SELECT pum_name, good_name, lv_nm FROM public_bidding_flowers WHERE pum_name = ANY(:s)",
+        s=list(INJECTIONS),
+    )
     assert sorted(raw) == sorted((text, text, text) for text in INJECTIONS)
     normalised = _rows(
         engine,
@@ -480,8 +506,9 @@ def test_the_readme_ui_command_listens_on_localhost_only(fresh_database_url, tmp
         settings.DATABASE_URL_ENV: fresh_database_url,  # no embedded server of its own
     }
     # Its own session: the UI, the daemon and the code server are ended together, by group id.
-    ui = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                          start_new_session=True)
+    ui = subprocess.Popen(
+        command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     try:
         deadline = time.monotonic() + 90
         while not listening_addresses(port) and ui.poll() is None and time.monotonic() < deadline:

@@ -13,8 +13,7 @@ import xml.etree.ElementTree as ET
 import httpx
 import pytest
 
-from aed_pipeline.simulator import Simulator, SimulatorServer, simulator_transport
-from aed_pipeline.simulator import aed_data
+from aed_pipeline.simulator import Simulator, SimulatorServer, aed_data, simulator_transport
 from aed_pipeline_tests.helpers import RECORDED, RECORDED_AED_XML
 
 TODAY = dt.date(2026, 11, 23)  # a Monday
@@ -46,8 +45,7 @@ def sim() -> Simulator:
 
 @pytest.fixture(scope="module")
 def server():
-    s = Simulator(today=TODAY, aed_count=2000, egen_service_keys={"egen-key+/="},
-                  at_service_keys={"AT-KEY", "sample"})
+    s = Simulator(today=TODAY, aed_count=2000, egen_service_keys={"egen-key+/="}, at_service_keys={"AT-KEY", "sample"})
     with SimulatorServer(s) as srv:
         yield srv
 
@@ -77,12 +75,20 @@ def test_same_seed_same_date_identical_bytes():
     for params in ({"numOfRows": 700, "pageNo": 2}, {"numOfRows": 50, "_type": "json"}):
         p = {"serviceKey": "k", **params}
         assert get(a, FULL, p).body == get(b, FULL, p).body
-    fp = {"kind": "f001", "serviceKey": "k", "baseDate": "2026-11-16", "flowerGubn": 1, "dataType": "json",
-          "countPerPage": 5000}
+    fp = {
+        "kind": "f001",
+        "serviceKey": "k",
+        "baseDate": "2026-11-16",
+        "flowerGubn": 1,
+        "dataType": "json",
+        "countPerPage": 5000,
+    }
     assert get(a, AT, fp).body == get(b, AT, fp).body
     c = Simulator(seed=7, today=TODAY, aed_count=2000)
-    assert get(c, FULL, {"serviceKey": "k", "numOfRows": 50}).body != get(a, FULL, {"serviceKey": "k",
-                                                                                    "numOfRows": 50}).body
+    assert (
+        get(c, FULL, {"serviceKey": "k", "numOfRows": 50}).body
+        != get(a, FULL, {"serviceKey": "k", "numOfRows": 50}).body
+    )
 
 
 def _snapshot(sim: Simulator) -> dict[str, dict[str, str]]:
@@ -109,9 +115,16 @@ def test_next_day_differs_plausibly():
     assert abs(len(d1) - len(d0)) <= 0.01 * len(d0)
     for k in changed:  # edits touch one or two field groups, never the identity
         diff = {f for f in d0[k].keys() | d1[k].keys() if d0[k].get(f) != d1[k].get(f)}
-        assert diff and diff <= {"buildPlace", "clerkTel", "manager", "managerTel", "mfg", "model", "wgs84Lat",
-                                 "wgs84Lon"} | {f for f in aed_data.ITEM_FIELDS if f.endswith("Tme") or
-                                                f.endswith("Yon")}
+        assert diff and diff <= {
+            "buildPlace",
+            "clerkTel",
+            "manager",
+            "managerTel",
+            "mfg",
+            "model",
+            "wgs84Lat",
+            "wgs84Lon",
+        } | {f for f in aed_data.ITEM_FIELDS if f.endswith("Tme") or f.endswith("Yon")}
     # over a month devices do appear and disappear
     sim.today = dt.date(2026, 7, 10)
     d30 = _snapshot(sim)
@@ -146,15 +159,20 @@ def test_full_default_dataset_count_and_distribution():
         if "sido" in r:
             assert r["gugun"] in gugun_of[canon.get(r["sido"], r["sido"])]
     no_coord = sum(1 for r in recs if "wgs84Lat" not in r)
-    outside = sum(1 for r in recs if "wgs84Lat" in r and not (32 < float(r["wgs84Lat"]) < 39.5
-                                                               and 124 < float(r["wgs84Lon"]) < 132))
+    outside = sum(
+        1
+        for r in recs
+        if "wgs84Lat" in r and not (32 < float(r["wgs84Lat"]) < 39.5 and 124 < float(r["wgs84Lon"]) < 132)
+    )
     old_names = counts["강원도"] + counts["전라북도"]
     no_mfg = sum(1 for r in recs if "mfg" not in r)
     for n in (no_coord, outside, old_names, no_mfg):
         assert 0 < n < 0.01 * len(recs)
     assert len(aed_data.SIDOS) == 17
-    assert sum(len(s.guguns) for s in aed_data.SIDOS) == 25 + 16 + 9 + 10 + 5 + 5 + 5 + 1 + 31 + 18 + 11 + 15 + \
-        14 + 22 + 22 + 18 + 2
+    assert (
+        sum(len(s.guguns) for s in aed_data.SIDOS)
+        == 25 + 16 + 9 + 10 + 5 + 5 + 5 + 1 + 31 + 18 + 11 + 15 + 14 + 22 + 22 + 18 + 2
+    )
 
 
 def test_large_registry_is_compact():
@@ -173,11 +191,16 @@ def test_xml_success_shape(sim):
     assert r.headers["Content-Type"] == "application/xml"
     assert r.headers["Server"] == "Apache/2.2.22 (Red Hat Enterprise Web Server) DAV/2 mod_jk/1.2.37"
     body = r.body.decode()
-    assert body.startswith('<?xml version="1.0" encoding="UTF-8" standalone="yes"?><response><header>'
-                           "<resultCode>00</resultCode><resultMsg>NORMAL SERVICE.</resultMsg></header><body><items>")
+    assert body.startswith(
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?><response><header>'
+        "<resultCode>00</resultCode><resultMsg>NORMAL SERVICE.</resultMsg></header><body><items>"
+    )
     assert "\n" not in body and "/>" not in body
-    assert re.search(r"</items><numOfRows>100</numOfRows><pageNo>2</pageNo><totalCount>\d+</totalCount></body>"
-                     r"</response>$", body)
+    assert re.search(
+        r"</items><numOfRows>100</numOfRows><pageNo>2</pageNo><totalCount>\d+</totalCount></body>"
+        r"</response>$",
+        body,
+    )
     its = items_of(r.body)
     assert len(its) == 100
     for n, it in enumerate(its, 101):
@@ -233,8 +256,9 @@ def test_json_shapes_and_autotyping(sim):
     many = json.loads(get(sim, FULL, {**p, "numOfRows": 300}).body)
     assert isinstance(many["response"]["body"]["items"]["item"], list)
     # compare with the XML of the same page, keeping JSON numbers as raw text
-    raw = json.loads(get(sim, FULL, {**p, "numOfRows": 300}).body,
-                     parse_int=lambda s: ("num", s), parse_float=lambda s: ("num", s))
+    raw = json.loads(
+        get(sim, FULL, {**p, "numOfRows": 300}).body, parse_int=lambda s: ("num", s), parse_float=lambda s: ("num", s)
+    )
     xml_items = text_items(get(sim, FULL, {"serviceKey": "k", "numOfRows": 300}).body)
     seen_types = collections.defaultdict(set)
     for jit, xit in zip(raw["response"]["body"]["items"]["item"], xml_items):
@@ -287,15 +311,18 @@ def test_list_operation_filters_and_omits_sido(sim):
     full = text_items(get(sim, FULL, {"serviceKey": "k", "numOfRows": 5000}).body)
     sj = [i for i in full if i.get("sido") == "세종특별자치시"]
     assert sj and all(i["buildAddress"].startswith("세종특별자치시 ") for i in sj)
-    assert all(not i["buildAddress"].startswith(i["sido"]) for i in full if "sido" in i and i["sido"] != "세종특별자치시")
+    assert all(
+        not i["buildAddress"].startswith(i["sido"]) for i in full if "sido" in i and i["sido"] != "세종특별자치시"
+    )
 
 
 # --------------------------------------------------------------------------- gateway & e-gen faults (real server)
 def test_gateway_default_user_agent_blocked(live):
     srv, client = live
     url = srv.egen_base_url + "/getAedFullDown"
-    expected = (RECORDED / "data_go_kr_gateway" / "apis-data-go-kr_400-request-blocked_default-UA_2026-05-16.html"
-                ).read_bytes()
+    expected = (
+        RECORDED / "data_go_kr_gateway" / "apis-data-go-kr_400-request-blocked_default-UA_2026-05-16.html"
+    ).read_bytes()
     for ua in ("python-httpx/0.28.1", "curl/8.5.0", "python-requests/2.32", "Wget/1.21", ""):
         r = client.get(url, params={"serviceKey": "egen-key+/="}, headers={"User-Agent": ua})
         assert r.status_code == 400 and r.content == expected
@@ -307,8 +334,9 @@ def test_gateway_default_user_agent_blocked(live):
 def test_gateway_capital_servicekey_502(live):
     srv, client = live
     r = client.get(srv.egen_base_url + "/getAedFullDown", params={"ServiceKey": "egen-key+/="})
-    expected = (RECORDED / "data_go_kr_gateway" / "apis-data-go-kr_502-error-forwarding_ServiceKey-param_2026-05-16.txt"
-                ).read_bytes()
+    expected = (
+        RECORDED / "data_go_kr_gateway" / "apis-data-go-kr_502-error-forwarding_ServiceKey-param_2026-05-16.txt"
+    ).read_bytes()
     assert r.status_code == 502 and r.content == expected
     assert r.headers["content-type"] == "text/plain; charset=utf-8"
 
@@ -318,9 +346,11 @@ def test_key_checks_and_envelopes(live):
     url = srv.egen_base_url + "/getAedFullDown"
     ok = client.get(url, params={"serviceKey": "egen-key+/=", "numOfRows": 3})  # encoded once by httpx
     assert ok.status_code == 200 and len(items_of(ok.content)) == 3
-    env = ('<?xml version="1.0" encoding="UTF-8"?>\n<OpenAPI_ServiceResponse><cmmMsgHeader><errMsg>SERVICE ERROR'
-           "</errMsg><returnAuthMsg>SERVICE_KEY_IS_NOT_REGISTERED_ERROR</returnAuthMsg><returnReasonCode>30"
-           "</returnReasonCode></cmmMsgHeader></OpenAPI_ServiceResponse>")
+    env = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<OpenAPI_ServiceResponse><cmmMsgHeader><errMsg>SERVICE ERROR'
+        "</errMsg><returnAuthMsg>SERVICE_KEY_IS_NOT_REGISTERED_ERROR</returnAuthMsg><returnReasonCode>30"
+        "</returnReasonCode></cmmMsgHeader></OpenAPI_ServiceResponse>"
+    )
     # double-encoded key, wrong key, missing key: all code 30 as XML with HTTP 200 (even for _type=json)
     for q in ("serviceKey=egen-key%252B%252F%253D", "serviceKey=nope&_type=json", "numOfRows=3", "serviceKey="):
         r = client.get(f"{url}?{q}")
@@ -331,8 +361,15 @@ def test_key_checks_and_envelopes(live):
     assert r.text == env.split("\n", 1)[1]
     srv.sim.faults.envelope_json = True
     r = client.get(url, params={"serviceKey": "nope"})
-    assert r.json() == {"OpenAPI_ServiceResponse": {"cmmMsgHeader": {
-        "errMsg": "SERVICE ERROR", "returnAuthMsg": "SERVICE_KEY_IS_NOT_REGISTERED_ERROR", "returnReasonCode": "30"}}}
+    assert r.json() == {
+        "OpenAPI_ServiceResponse": {
+            "cmmMsgHeader": {
+                "errMsg": "SERVICE ERROR",
+                "returnAuthMsg": "SERVICE_KEY_IS_NOT_REGISTERED_ERROR",
+                "returnReasonCode": "30",
+            }
+        }
+    }
     srv.sim.reset_faults()
     srv.sim.faults.bad_key = True
     r = client.get(url, params={"serviceKey": "egen-key+/="})
@@ -363,8 +400,10 @@ def test_egen_provider_error(live):
     srv.sim.faults.egen_provider_error_count = 1
     srv.sim.faults.egen_provider_error_msg = "APPLICATION ERROR & more"
     r = client.get(url, params={"serviceKey": "egen-key+/="})
-    assert r.text == ('<?xml version="1.0" encoding="UTF-8" standalone="yes"?><response><header><resultCode>99'
-                      "</resultCode><resultMsg>APPLICATION ERROR &amp; more</resultMsg></header></response>")
+    assert r.text == (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?><response><header><resultCode>99'
+        "</resultCode><resultMsg>APPLICATION ERROR &amp; more</resultMsg></header></response>"
+    )
     assert "<resultCode>00" in client.get(url, params={"serviceKey": "egen-key+/="}).text
 
 
@@ -420,14 +459,18 @@ def test_fault_scope_pages_and_api(live):
     url = srv.egen_base_url + "/getAedFullDown"
     f = srv.sim.faults
     f.pages, f.http_error_status, f.http_error_count = {2}, 500, -1
-    assert [client.get(url, params={"serviceKey": "egen-key+/=", "pageNo": n, "numOfRows": 10}).status_code
-            for n in (1, 2, 3, 2)] == [200, 500, 200, 500]
+    assert [
+        client.get(url, params={"serviceKey": "egen-key+/=", "pageNo": n, "numOfRows": 10}).status_code
+        for n in (1, 2, 3, 2)
+    ] == [200, 500, 200, 500]
     srv.sim.reset_faults()
     f = srv.sim.faults
     f.api, f.http_error_count = "at", -1
     assert client.get(url, params={"serviceKey": "egen-key+/="}).status_code == 200
-    r = client.get(srv.at_base_url, params={"kind": "f001", "serviceKey": "AT-KEY", "baseDate": "2026-11-16",
-                                            "flowerGubn": 1, "dataType": "json"})
+    r = client.get(
+        srv.at_base_url,
+        params={"kind": "f001", "serviceKey": "AT-KEY", "baseDate": "2026-11-16", "flowerGubn": 1, "dataType": "json"},
+    )
     assert r.status_code == 503
 
 
@@ -446,8 +489,9 @@ def test_corrupted_snapshots(live):
     assert 0.4 * total < half < 0.6 * total
     seen = []
     for page in range(1, -(-half // 400) + 1):
-        seen += [i["serialSeq"] for i in text_items(client.get(url, params={**p, "numOfRows": 400,
-                                                                             "pageNo": page}).content)]
+        seen += [
+            i["serialSeq"] for i in text_items(client.get(url, params={**p, "numOfRows": 400, "pageNo": page}).content)
+        ]
     assert len(seen) == len(set(seen)) == half
 
 
@@ -541,9 +585,11 @@ def test_flower_paging_and_filters(sim):
 def test_flower_xml(sim):
     r = at_get(sim, baseDate="2026-11-16", dataType="xml", countPerPage=3)
     body = r.body.decode()
-    assert body.startswith('<?xml version="1.0" encoding="UTF-8" standalone="yes"?><response><resultCd>0</resultCd>'
-                           "<resultMsg>OK</resultMsg><numOfRows>3</numOfRows><items><item><saleDate>2026-11-16"
-                           "</saleDate><flowerGubn>절화</flowerGubn>")
+    assert body.startswith(
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?><response><resultCd>0</resultCd>'
+        "<resultMsg>OK</resultMsg><numOfRows>3</numOfRows><items><item><saleDate>2026-11-16"
+        "</saleDate><flowerGubn>절화</flowerGubn>"
+    )
     assert len(ET.fromstring(r.body).findall("./items/item")) == 3
 
 
@@ -578,9 +624,13 @@ def test_flower_result_codes(live):
         return client.get(srv.at_base_url, params={k: v for k, v in {**base, **kw}.items() if v is not None})
 
     assert call().json()["response"]["resultCd"] == "0"
-    for code, msg in ((1, "서비스 키 오류입니다."), (2, "기간을 다시 설정하여 주십시오."),
-                      (3, "미승인된 공공데이터입니다. 관리자에게 문의하십시오."), (4, "금일 호출 건수가 만료 되었습니다."),
-                      (5, "파라미터 입력값이 잘못되었습니다.(kind|serviceKey|dataType)")):
+    for code, msg in (
+        (1, "서비스 키 오류입니다."),
+        (2, "기간을 다시 설정하여 주십시오."),
+        (3, "미승인된 공공데이터입니다. 관리자에게 문의하십시오."),
+        (4, "금일 호출 건수가 만료 되었습니다."),
+        (5, "파라미터 입력값이 잘못되었습니다.(kind|serviceKey|dataType)"),
+    ):
         srv.sim.faults.at_result_code, srv.sim.faults.at_result_code_count = code, 1
         r = call()
         assert r.status_code == 200
@@ -630,8 +680,10 @@ def test_concurrent_requests_match_sequential(live):
 
     srv, client = live
     url = srv.egen_base_url + "/getAedFullDown"
-    params = [{"serviceKey": "egen-key+/=", "pageNo": p, "numOfRows": 200, **({"_type": "json"} if p % 2 else {})}
-              for p in range(1, 9)]
+    params = [
+        {"serviceKey": "egen-key+/=", "pageNo": p, "numOfRows": 200, **({"_type": "json"} if p % 2 else {})}
+        for p in range(1, 9)
+    ]
     sequential = [client.get(url, params=p).content for p in params]
     with concurrent.futures.ThreadPoolExecutor(8) as ex:
         parallel = list(ex.map(lambda p: httpx.get(url, params=p, headers=UA, timeout=10).content, params))
@@ -643,9 +695,16 @@ def test_run_server_prints_urls_and_stops_on_ctrl_c():
     import subprocess
     import sys
 
-    p = subprocess.Popen([sys.executable, "-u", "-c",
-                          "from aed_pipeline.simulator import run_server; run_server('127.0.0.1', 0, 20260101, 300)"],
-                         stdout=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-u",
+            "-c",
+            "from aed_pipeline.simulator import run_server; run_server('127.0.0.1', 0, 20260101, 300)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         egen = p.stdout.readline().strip().split(": ", 1)[1]
         at = p.stdout.readline().strip().split(": ", 1)[1]
@@ -682,8 +741,14 @@ def test_snapshot_faults_for_the_integrity_checks():
 def test_flower_bad_rows_fault():
     sim = Simulator(today=dt.date(2026, 11, 25))
     client = httpx.Client(transport=simulator_transport(sim), headers=UA)
-    params = {"kind": "f001", "serviceKey": "k", "baseDate": "2026-11-23", "flowerGubn": 1,
-              "dataType": "json", "countPerPage": 1000}
+    params = {
+        "kind": "f001",
+        "serviceKey": "k",
+        "baseDate": "2026-11-23",
+        "flowerGubn": 1,
+        "dataType": "json",
+        "countPerPage": 1000,
+    }
     clean = client.get(AT, params=params).json()["response"]["items"]
     sim.faults.at_bad_rows = True
     bad = client.get(AT, params=params).json()["response"]["items"]

@@ -35,7 +35,9 @@ def measure_floor(conninfo: str, rows: Sequence[Sequence[Any]]) -> dict[str, flo
     columns = sql.SQL(", ").join(sql.Identifier(c) for c in DEVICE_COLUMNS)
     compared = [c for c in DEVICE_COLUMNS if c != "equipment_serial"]
     updates = sql.SQL(", ").join(sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in compared)
-    old = sql.SQL(", ").join(sql.SQL("{t}.{c}").format(t=sql.Identifier(FLOOR_TABLE), c=sql.Identifier(c)) for c in compared)
+    old = sql.SQL(", ").join(
+        sql.SQL("{t}.{c}").format(t=sql.Identifier(FLOOR_TABLE), c=sql.Identifier(c)) for c in compared
+    )
     new = sql.SQL(", ").join(sql.SQL("EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in compared)
     table = sql.Identifier(FLOOR_TABLE)
     with psycopg.connect(conninfo, autocommit=True) as conn:
@@ -45,12 +47,14 @@ def measure_floor(conninfo: str, rows: Sequence[Sequence[Any]]) -> dict[str, flo
         def stage_and_upsert() -> tuple[float, float]:
             """COPY into a temporary table, then the upsert; returns the moments after each."""
             conn.execute(
-                sql.SQL("CREATE TEMPORARY TABLE floor_stage ON COMMIT DROP AS SELECT {c} FROM aed_data WITH NO DATA")
-                .format(c=columns)
+                sql.SQL(
+                    "CREATE TEMPORARY TABLE floor_stage ON COMMIT DROP AS SELECT {c} FROM aed_data WITH NO DATA"
+                ).format(c=columns)
             )
-            with conn.cursor() as cursor, cursor.copy(
-                sql.SQL("COPY floor_stage ({c}) FROM STDIN").format(c=columns)
-            ) as copy:
+            with (
+                conn.cursor() as cursor,
+                cursor.copy(sql.SQL("COPY floor_stage ({c}) FROM STDIN").format(c=columns)) as copy,
+            ):
                 for row in rows:
                     copy.write_row(row)
             copied = time.perf_counter()
@@ -87,8 +91,8 @@ def main() -> None:
     parser.add_argument("--database-url", required=True, help="a migrated warehouse (aed_data must exist)")
     parser.add_argument("--rows", required=True, help="a validated rows file written by aed_validated")
     args = parser.parse_args()
-    from aed_pipeline.lib.egen_aed.rows import read_device_rows
     from aed_pipeline.lib.core.warehouse import normalize_database_url
+    from aed_pipeline.lib.egen_aed.rows import read_device_rows
 
     rows = list(read_device_rows(args.rows))
     conninfo = normalize_database_url(args.database_url).replace("postgresql+psycopg://", "postgresql://")

@@ -35,7 +35,7 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from egen_fetch import _free_port, _wait_for  # noqa: E402 - the sibling benchmark's server helpers
+from egen_fetch import _free_port, _wait_for
 
 MODES = ("baseline", "full", "unchanged", "floor")
 REFERENCE_COUNT = 81464
@@ -78,7 +78,15 @@ def _child(mode: str, base_url: str, database_url: str, work: str, day: str, row
         validated = {k: v.value for k, v in result.asset_materializations_for_node("aed_validated")[0].metadata.items()}
         data = {
             k: meta[k]
-            for k in ("inserted", "updated", "deleted", "revived", "unchanged", "database_seconds", "staging_copy_seconds")
+            for k in (
+                "inserted",
+                "updated",
+                "deleted",
+                "revived",
+                "unchanged",
+                "database_seconds",
+                "staging_copy_seconds",
+            )
         }
         data["valid"] = validated["dagster/row_count"]
         data["rows_file"] = validated["rows_file"]
@@ -94,7 +102,7 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def _load() -> str:
-    return "load %.2f %.2f %.2f" % os.getloadavg()
+    return "load {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
 
 
 def run_set(count: int, day: str) -> dict[str, dict]:
@@ -113,15 +121,28 @@ def run_set(count: int, day: str) -> dict[str, dict]:
     cli = Path(sys.executable).parent / "aed-pipeline"
     server = subprocess.Popen(
         [str(cli), "simulator", "serve", "--port", str(port), "--aed-count", str(count), "--today", day],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     results: dict[str, dict] = {}
     try:
         _wait_for(port)
         base_url = f"http://127.0.0.1:{port}/B552657/AEDInfoInqireService"
         for mode in MODES:
-            command = [sys.executable, __file__, "--child", mode, "--base-url", base_url,
-                       "--database-url", server_pg.url(database), "--work", str(work), "--today", day]
+            command = [
+                sys.executable,
+                __file__,
+                "--child",
+                mode,
+                "--base-url",
+                base_url,
+                "--database-url",
+                server_pg.url(database),
+                "--work",
+                str(work),
+                "--today",
+                day,
+            ]
             if mode == "floor":
                 command += ["--rows-file", results["full"]["rows_file"]]
             server_cpu = _cpu_seconds(server.pid)
@@ -137,39 +158,53 @@ def run_set(count: int, day: str) -> dict[str, dict]:
         server.wait(timeout=10)
         stop_embedded_postgres(work / "home")
     floor, full = results["floor"], results["full"]
-    print(f"{count:>8}  floor: COPY {floor['copy_s']:.2f} s + upsert {floor['upsert_s']:.2f} s = {floor['floor_s']:.2f} s "
-          f"({floor['rows'] / floor['floor_s']:,.0f} rows/s); sync database phase {full['database_seconds']:.2f} s "
-          f"(staging COPY {full['staging_copy_seconds']:.2f} s) = {full['database_seconds'] / floor['floor_s']:.2f}x the floor")
+    print(
+        f"{count:>8}  floor: COPY {floor['copy_s']:.2f} s + upsert {floor['upsert_s']:.2f} s = {floor['floor_s']:.2f} s "
+        f"({floor['rows'] / floor['floor_s']:,.0f} rows/s); sync database phase {full['database_seconds']:.2f} s "
+        f"(staging COPY {full['staging_copy_seconds']:.2f} s) = {full['database_seconds'] / floor['floor_s']:.2f}x the floor"
+    )
     unchanged = results["unchanged"]
-    print(f"{count:>8}  unchanged day: floor (COPY + upsert writing nothing) {floor['unchanged_floor_s']:.2f} s; "
-          f"sync database phase {unchanged['database_seconds']:.2f} s = "
-          f"{unchanged['database_seconds'] / floor['unchanged_floor_s']:.2f}x")
+    print(
+        f"{count:>8}  unchanged day: floor (COPY + upsert writing nothing) {floor['unchanged_floor_s']:.2f} s; "
+        f"sync database phase {unchanged['database_seconds']:.2f} s = "
+        f"{unchanged['database_seconds'] / floor['unchanged_floor_s']:.2f}x"
+    )
     return results
 
 
-HEADER = (f"{'devices':>8}  {'mode':<10}{'wall s':>8}{'raw s':>7}{'server cpu s':>13}{'valid s':>8}{'data s':>7}"
-          f"{'db s':>6}{'rows/s':>9}{'written':>9}{'unchanged':>10}{'rss peak MiB':>13}  load (1/5/15 min)")
+HEADER = (
+    f"{'devices':>8}  {'mode':<10}{'wall s':>8}{'raw s':>7}{'server cpu s':>13}{'valid s':>8}{'data s':>7}"
+    f"{'db s':>6}{'rows/s':>9}{'written':>9}{'unchanged':>10}{'rss peak MiB':>13}  load (1/5/15 min)"
+)
 
 
 def _print_row(count: int, r: dict) -> None:
     if r["mode"] == "floor":
-        print(f"{count:>8}  {'floor':<10}{r['floor_s']:>8.2f}{'':>7}{'':>13}{'':>8}{'':>7}{r['floor_s']:>6.2f}"
-              f"{r['rows'] / r['floor_s']:>9,.0f}{r['rows']:>9}{'':>10}{r['rss_peak_mib']:>13.1f}  {r['load']}")
+        print(
+            f"{count:>8}  {'floor':<10}{r['floor_s']:>8.2f}{'':>7}{'':>13}{'':>8}{'':>7}{r['floor_s']:>6.2f}"
+            f"{r['rows'] / r['floor_s']:>9,.0f}{r['rows']:>9}{'':>10}{r['rss_peak_mib']:>13.1f}  {r['load']}"
+        )
         return
     s = r["steps"]
     written = sum(r.get(k, 0) for k in ("inserted", "updated", "deleted", "revived"))
     db = r.get("database_seconds", 0.0)
     rate = f"{r['valid'] / db:>9,.0f}" if db else f"{'':>9}"
-    print(f"{count:>8}  {r['mode']:<10}{r['wall_s']:>8.2f}{s.get('aed_raw_snapshot', 0):>7.2f}{r['server_cpu_s']:>13.2f}"
-          f"{s.get('aed_validated', 0):>8.2f}{s.get('aed_data', 0):>7.2f}{db:>6.2f}{rate}{written:>9}"
-          f"{r.get('unchanged', 0):>10}{r['rss_peak_mib']:>13.1f}  {r['load']}")
+    print(
+        f"{count:>8}  {r['mode']:<10}{r['wall_s']:>8.2f}{s.get('aed_raw_snapshot', 0):>7.2f}{r['server_cpu_s']:>13.2f}"
+        f"{s.get('aed_validated', 0):>8.2f}{s.get('aed_data', 0):>7.2f}{db:>6.2f}{rate}{written:>9}"
+        f"{r.get('unchanged', 0):>10}{r['rss_peak_mib']:>13.1f}  {r['load']}"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--aed-count", type=int, default=REFERENCE_COUNT,
-                        help=f"devices served; another count than {REFERENCE_COUNT} also runs {REFERENCE_COUNT} and "
-                        "prints the ratios against it")
+    parser.add_argument(
+        "--aed-count",
+        type=int,
+        default=REFERENCE_COUNT,
+        help=f"devices served; another count than {REFERENCE_COUNT} also runs {REFERENCE_COUNT} and "
+        "prints the ratios against it",
+    )
     parser.add_argument("--today", default="2026-01-01")
     parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
     parser.add_argument("--base-url", help=argparse.SUPPRESS)
@@ -190,9 +225,11 @@ def main() -> None:
         scale = args.aed_count / REFERENCE_COUNT
         print(f"\n{args.aed_count} vs {REFERENCE_COUNT} devices ({scale:g}x the data):")
         for mode in ("full", "unchanged"):
-            print(f"  {mode:<10} time {large[mode]['wall_s'] / small[mode]['wall_s']:.2f}x   "
-                  f"peak memory {large[mode]['rss_peak_mib'] / small[mode]['rss_peak_mib']:.2f}x   "
-                  f"database phase {large[mode]['database_seconds'] / small[mode]['database_seconds']:.2f}x")
+            print(
+                f"  {mode:<10} time {large[mode]['wall_s'] / small[mode]['wall_s']:.2f}x   "
+                f"peak memory {large[mode]['rss_peak_mib'] / small[mode]['rss_peak_mib']:.2f}x   "
+                f"database phase {large[mode]['database_seconds'] / small[mode]['database_seconds']:.2f}x"
+            )
         print(f"  {'floor':<10} time {large['floor']['floor_s'] / small['floor']['floor_s']:.2f}x")
 
 

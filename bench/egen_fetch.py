@@ -41,8 +41,19 @@ def _child(mode: str, base_url: str, num_of_rows: int, response_type: str) -> No
                     kept.extend(page.records)
     wall = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"mode": mode, "wall_s": wall, "pages": pages, "records": records,
-                      "mib": raw_bytes / 2**20, "rss_start_mib": rss_start / 1024, "rss_peak_mib": peak / 1024}))
+    print(
+        json.dumps(
+            {
+                "mode": mode,
+                "wall_s": wall,
+                "pages": pages,
+                "records": records,
+                "mib": raw_bytes / 2**20,
+                "rss_start_mib": rss_start / 1024,
+                "rss_peak_mib": peak / 1024,
+            }
+        )
+    )
 
 
 def _free_port() -> int:
@@ -78,7 +89,8 @@ def main() -> None:
     cli = Path(sys.executable).parent / "aed-pipeline"
     server = subprocess.Popen(
         [str(cli), "simulator", "serve", "--port", str(port), "--aed-count", str(args.aed_count)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         _wait_for(port)
@@ -87,13 +99,27 @@ def main() -> None:
         print(f"{'mode':<10}{'wall s':>9}{'pages':>7}{'records':>9}{'MiB':>8}{'rss start MiB':>15}{'rss peak MiB':>14}")
         for mode in MODES:
             out = subprocess.run(
-                [sys.executable, __file__, "--child", mode, "--base-url", base_url,
-                 "--num-of-rows", str(args.num_of_rows), "--type", args.type],
-                capture_output=True, text=True, check=True,
+                [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    mode,
+                    "--base-url",
+                    base_url,
+                    "--num-of-rows",
+                    str(args.num_of_rows),
+                    "--type",
+                    args.type,
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
             ).stdout
             r = json.loads(out.strip().splitlines()[-1])
-            print(f"{r['mode']:<10}{r['wall_s']:>9.2f}{r['pages']:>7}{r['records']:>9}{r['mib']:>8.1f}"
-                  f"{r['rss_start_mib']:>15.1f}{r['rss_peak_mib']:>14.1f}")
+            print(
+                f"{r['mode']:<10}{r['wall_s']:>9.2f}{r['pages']:>7}{r['records']:>9}{r['mib']:>8.1f}"
+                f"{r['rss_start_mib']:>15.1f}{r['rss_peak_mib']:>14.1f}"
+            )
     finally:
         server.terminate()
         server.wait(timeout=10)

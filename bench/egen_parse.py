@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import time
+
 from lxml import etree
 
 from aed_pipeline.lib.egen_aed.client import parse_egen_response
 from aed_pipeline_tests.helpers import synthetic_aed_page
+
 
 def best_of(repeat: int, work) -> float:
     best = float("inf")

@@ -114,9 +114,7 @@ def _dagster_baseline(first: date, last: date, io_dir: Path) -> float:
             tag_every_date(context, dg.AssetKey(f"baseline_{name}"))
             yield dg.MaterializeResult(asset_key=f"baseline_{name}")
 
-    job = dg.define_asset_job(
-        "baseline", partitions_def=flower_daily_partitions, executor_def=dg.in_process_executor
-    )
+    job = dg.define_asset_job("baseline", partitions_def=flower_daily_partitions, executor_def=dg.in_process_executor)
     definitions = dg.Definitions(
         assets=[raw, public, validated, tables],
         jobs=[job],
@@ -220,8 +218,10 @@ def main() -> None:
         rss_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
         print(f"command: {' '.join([os.path.relpath(sys.executable), *sys.argv])}")
-        print(f"range: {dates[0]} … {dates[-1]} ({len(dates)} dates × 4 groups), simulator today {today}, "
-              f"server {'in process' if args.server_in_process else 'in its own process'}")
+        print(
+            f"range: {dates[0]} … {dates[-1]} ({len(dates)} dates × 4 groups), simulator today {today}, "
+            f"server {'in process' if args.server_in_process else 'in its own process'}"
+        )
         print(f"run success: {result.success}")
         print(f"wall time of the run: {wall:.1f} s")
         print("step durations:")
@@ -239,7 +239,13 @@ def main() -> None:
         with engine.connect() as conn:
             counts = {
                 table: conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
-                for table in ("public_bidding_flowers", "bidding_flowers", "flower_types", "flowers", "rejected_records")
+                for table in (
+                    "public_bidding_flowers",
+                    "bidding_flowers",
+                    "flower_types",
+                    "flowers",
+                    "rejected_records",
+                )
             }
             served_per_date = dict(
                 conn.execute(sa.text("SELECT sale_date, count(*) FROM public_bidding_flowers GROUP BY sale_date")).all()
@@ -251,10 +257,14 @@ def main() -> None:
         print(f"dates synced into bidding_flowers: {synced} of {len(dates)}")
         expected = _expected_rows(args.seed, today, dates)
         mismatched = [d for d in dates if served_per_date.get(d, 0) != expected[d]]
-        print(f"row counts per date equal to the simulator's: {not mismatched} "
-              f"({len(dates) - len(mismatched)}/{len(dates)} dates, {sum(expected.values()):,} rows expected)")
-        print(f"peak RSS of the benchmark process: {rss_peak / 1024:.0f} MiB "
-              f"(before the run: {rss_before / 1024:.0f} MiB)")
+        print(
+            f"row counts per date equal to the simulator's: {not mismatched} "
+            f"({len(dates) - len(mismatched)}/{len(dates)} dates, {sum(expected.values()):,} rows expected)"
+        )
+        print(
+            f"peak RSS of the benchmark process: {rss_peak / 1024:.0f} MiB "
+            f"(before the run: {rss_before / 1024:.0f} MiB)"
+        )
         if not args.no_dagster_baseline:
             baseline = _dagster_baseline(dates[0], dates[-1], work / "baseline-io")
             print(f"baseline, Dagster alone (same run shape, trivial assets): {baseline:.1f} s")

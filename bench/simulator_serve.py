@@ -1,6 +1,6 @@
 """Measure generating + serving the full e-gen snapshot through the real server with httpx.
 
-    .venv/bin/python bench/simulator_serve.py [--count 81464] [--rows 5000] [--json]
+.venv/bin/python bench/simulator_serve.py [--count 81464] [--rows 5000] [--json]
 """
 
 from __future__ import annotations
@@ -28,8 +28,10 @@ def main(argv: list[str] | None = None) -> None:
     reg = sim.registry
     ids = reg.active_ids(sim.today)
     t_reg = time.perf_counter() - t0
-    with SimulatorServer(sim) as srv, httpx.Client(headers={"User-Agent": "Mozilla/5.0 (bench)"},
-                                                   timeout=120) as client:
+    with (
+        SimulatorServer(sim) as srv,
+        httpx.Client(headers={"User-Agent": "Mozilla/5.0 (bench)"}, timeout=120) as client,
+    ):
         t1 = time.perf_counter()
         params = {"serviceKey": "bench", "pageNo": 1, "numOfRows": a.rows}
         if a.json:
@@ -47,9 +49,11 @@ def main(argv: list[str] | None = None) -> None:
             per_page.append(time.perf_counter() - tp)
         t_serve = time.perf_counter() - t1
     print(f"devices active on {sim.today}: {len(ids)} (registry of {reg.size} built in {t_reg:.3f} s)")
-    print(f"served {pages} pages x {a.rows} rows ({'JSON' if a.json else 'XML'}), {nbytes / 1e6:.1f} MB "
-          f"in {t_serve:.2f} s; per page min/avg/max {min(per_page):.3f}/{sum(per_page) / pages:.3f}/"
-          f"{max(per_page):.3f} s")
+    print(
+        f"served {pages} pages x {a.rows} rows ({'JSON' if a.json else 'XML'}), {nbytes / 1e6:.1f} MB "
+        f"in {t_serve:.2f} s; per page min/avg/max {min(per_page):.3f}/{sum(per_page) / pages:.3f}/"
+        f"{max(per_page):.3f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ Public API::
     run_server(host, port, seed, aed_count)                  # blocking, for the CLI
 """
 
-from .core import EGEN_PREFIX, AT_PATH, Faults, LoggedRequest, SimResponse, Simulator
+from .core import AT_PATH, EGEN_PREFIX, Faults, LoggedRequest, SimResponse, Simulator
 from .server import SimulatorServer, run_server, serve_forever
 from .transport import simulator_transport
 

@@ -19,9 +19,9 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import zlib
+from bisect import bisect_right
 from collections import OrderedDict
 from dataclasses import dataclass
-from bisect import bisect_right
 
 import numpy as np
 
@@ -36,47 +36,126 @@ NEVER = 2**31 - 1
 # --------------------------------------------------------------------------- geography
 # (name, old name or None, share (admin registry 2025-11-17), area code, zip range, bbox lat/lon, 시군구)
 _SIDO_RAW = [
-    ("서울특별시", None, 14052, "02", (1000, 8999), (37.43, 37.70, 126.80, 127.18),
-     "종로구 중구 용산구 성동구 광진구 동대문구 중랑구 성북구 강북구 도봉구 노원구 은평구 서대문구 마포구 양천구 "
-     "강서구 구로구 금천구 영등포구 동작구 관악구 서초구 강남구 송파구 강동구"),
-    ("부산광역시", None, 4498, "051", (46000, 49999), (35.05, 35.30, 128.85, 129.22),
-     "중구 서구 동구 영도구 부산진구 동래구 남구 북구 해운대구 사하구 금정구 강서구 연제구 수영구 사상구 기장군"),
-    ("대구광역시", None, 3334, "053", (41000, 43999), (35.75, 36.25, 128.45, 128.75),
-     "중구 동구 서구 남구 북구 수성구 달서구 달성군 군위군"),
-    ("인천광역시", None, 4933, "032", (21000, 23999), (37.35, 37.65, 126.40, 126.80),
-     "중구 동구 미추홀구 연수구 남동구 부평구 계양구 서구 강화군 옹진군"),
-    ("광주광역시", None, 2325, "062", (61000, 62999), (35.07, 35.25, 126.70, 127.00),
-     "동구 서구 남구 북구 광산구"),
-    ("대전광역시", None, 2168, "042", (34000, 35999), (36.20, 36.48, 127.27, 127.50),
-     "동구 중구 서구 유성구 대덕구"),
-    ("울산광역시", None, 1969, "052", (44000, 45999), (35.35, 35.70, 129.00, 129.45),
-     "중구 남구 동구 북구 울주군"),
-    ("세종특별자치시", None, 836, "044", (30000, 30199), (36.45, 36.70, 127.15, 127.40),
-     "세종특별자치시"),
-    ("경기도", None, 15240, "031", (10000, 18999), (36.95, 38.20, 126.60, 127.80),
-     "수원시 성남시 의정부시 안양시 부천시 광명시 평택시 동두천시 안산시 고양시 과천시 구리시 남양주시 오산시 "
-     "시흥시 군포시 의왕시 하남시 용인시 파주시 이천시 안성시 김포시 화성시 광주시 양주시 포천시 여주시 연천군 "
-     "가평군 양평군"),
-    ("강원특별자치도", "강원도", 3072, "033", (24000, 26999), (37.05, 38.55, 127.10, 129.35),
-     "춘천시 원주시 강릉시 동해시 태백시 속초시 삼척시 홍천군 횡성군 영월군 평창군 정선군 철원군 화천군 양구군 "
-     "인제군 고성군 양양군"),
-    ("충청북도", None, 3277, "043", (27000, 29999), (36.00, 37.20, 127.30, 128.60),
-     "청주시 충주시 제천시 보은군 옥천군 영동군 증평군 진천군 괴산군 음성군 단양군"),
-    ("충청남도", None, 4308, "041", (31000, 33999), (35.98, 37.05, 126.15, 127.60),
-     "천안시 공주시 보령시 아산시 서산시 논산시 계룡시 당진시 금산군 부여군 서천군 청양군 홍성군 예산군 태안군"),
-    ("전북특별자치도", "전라북도", 2993, "063", (54000, 56999), (35.30, 36.15, 126.45, 127.90),
-     "전주시 군산시 익산시 정읍시 남원시 김제시 완주군 진안군 무주군 장수군 임실군 순창군 고창군 부안군"),
-    ("전라남도", None, 5669, "061", (57000, 59999), (34.25, 35.50, 126.00, 127.85),
-     "목포시 여수시 순천시 나주시 광양시 담양군 곡성군 구례군 고흥군 보성군 화순군 장흥군 강진군 해남군 영암군 "
-     "무안군 함평군 영광군 장성군 완도군 진도군 신안군"),
-    ("경상북도", None, 5222, "054", (36000, 40999), (35.60, 37.10, 127.80, 129.55),
-     "포항시 경주시 김천시 안동시 구미시 영주시 영천시 상주시 문경시 경산시 의성군 청송군 영양군 영덕군 청도군 "
-     "고령군 성주군 칠곡군 예천군 봉화군 울진군 울릉군"),
-    ("경상남도", None, 4748, "055", (50000, 53999), (34.75, 35.90, 127.60, 129.20),
-     "창원시 진주시 통영시 사천시 김해시 밀양시 거제시 양산시 의령군 함안군 창녕군 고성군 남해군 하동군 산청군 "
-     "함양군 거창군 합천군"),
-    ("제주특별자치도", None, 2785, "064", (63000, 63999), (33.22, 33.52, 126.18, 126.95),
-     "제주시 서귀포시"),
+    (
+        "서울특별시",
+        None,
+        14052,
+        "02",
+        (1000, 8999),
+        (37.43, 37.70, 126.80, 127.18),
+        "종로구 중구 용산구 성동구 광진구 동대문구 중랑구 성북구 강북구 도봉구 노원구 은평구 서대문구 마포구 양천구 "
+        "강서구 구로구 금천구 영등포구 동작구 관악구 서초구 강남구 송파구 강동구",
+    ),
+    (
+        "부산광역시",
+        None,
+        4498,
+        "051",
+        (46000, 49999),
+        (35.05, 35.30, 128.85, 129.22),
+        "중구 서구 동구 영도구 부산진구 동래구 남구 북구 해운대구 사하구 금정구 강서구 연제구 수영구 사상구 기장군",
+    ),
+    (
+        "대구광역시",
+        None,
+        3334,
+        "053",
+        (41000, 43999),
+        (35.75, 36.25, 128.45, 128.75),
+        "중구 동구 서구 남구 북구 수성구 달서구 달성군 군위군",
+    ),
+    (
+        "인천광역시",
+        None,
+        4933,
+        "032",
+        (21000, 23999),
+        (37.35, 37.65, 126.40, 126.80),
+        "중구 동구 미추홀구 연수구 남동구 부평구 계양구 서구 강화군 옹진군",
+    ),
+    ("광주광역시", None, 2325, "062", (61000, 62999), (35.07, 35.25, 126.70, 127.00), "동구 서구 남구 북구 광산구"),
+    ("대전광역시", None, 2168, "042", (34000, 35999), (36.20, 36.48, 127.27, 127.50), "동구 중구 서구 유성구 대덕구"),
+    ("울산광역시", None, 1969, "052", (44000, 45999), (35.35, 35.70, 129.00, 129.45), "중구 남구 동구 북구 울주군"),
+    ("세종특별자치시", None, 836, "044", (30000, 30199), (36.45, 36.70, 127.15, 127.40), "세종특별자치시"),
+    (
+        "경기도",
+        None,
+        15240,
+        "031",
+        (10000, 18999),
+        (36.95, 38.20, 126.60, 127.80),
+        "수원시 성남시 의정부시 안양시 부천시 광명시 평택시 동두천시 안산시 고양시 과천시 구리시 남양주시 오산시 "
+        "시흥시 군포시 의왕시 하남시 용인시 파주시 이천시 안성시 김포시 화성시 광주시 양주시 포천시 여주시 연천군 "
+        "가평군 양평군",
+    ),
+    (
+        "강원특별자치도",
+        "강원도",
+        3072,
+        "033",
+        (24000, 26999),
+        (37.05, 38.55, 127.10, 129.35),
+        "춘천시 원주시 강릉시 동해시 태백시 속초시 삼척시 홍천군 횡성군 영월군 평창군 정선군 철원군 화천군 양구군 "
+        "인제군 고성군 양양군",
+    ),
+    (
+        "충청북도",
+        None,
+        3277,
+        "043",
+        (27000, 29999),
+        (36.00, 37.20, 127.30, 128.60),
+        "청주시 충주시 제천시 보은군 옥천군 영동군 증평군 진천군 괴산군 음성군 단양군",
+    ),
+    (
+        "충청남도",
+        None,
+        4308,
+        "041",
+        (31000, 33999),
+        (35.98, 37.05, 126.15, 127.60),
+        "천안시 공주시 보령시 아산시 서산시 논산시 계룡시 당진시 금산군 부여군 서천군 청양군 홍성군 예산군 태안군",
+    ),
+    (
+        "전북특별자치도",
+        "전라북도",
+        2993,
+        "063",
+        (54000, 56999),
+        (35.30, 36.15, 126.45, 127.90),
+        "전주시 군산시 익산시 정읍시 남원시 김제시 완주군 진안군 무주군 장수군 임실군 순창군 고창군 부안군",
+    ),
+    (
+        "전라남도",
+        None,
+        5669,
+        "061",
+        (57000, 59999),
+        (34.25, 35.50, 126.00, 127.85),
+        "목포시 여수시 순천시 나주시 광양시 담양군 곡성군 구례군 고흥군 보성군 화순군 장흥군 강진군 해남군 영암군 "
+        "무안군 함평군 영광군 장성군 완도군 진도군 신안군",
+    ),
+    (
+        "경상북도",
+        None,
+        5222,
+        "054",
+        (36000, 40999),
+        (35.60, 37.10, 127.80, 129.55),
+        "포항시 경주시 김천시 안동시 구미시 영주시 영천시 상주시 문경시 경산시 의성군 청송군 영양군 영덕군 청도군 "
+        "고령군 성주군 칠곡군 예천군 봉화군 울진군 울릉군",
+    ),
+    (
+        "경상남도",
+        None,
+        4748,
+        "055",
+        (50000, 53999),
+        (34.75, 35.90, 127.60, 129.20),
+        "창원시 진주시 통영시 사천시 김해시 밀양시 거제시 양산시 의령군 함안군 창녕군 고성군 남해군 하동군 산청군 "
+        "함양군 거창군 합천군",
+    ),
+    ("제주특별자치도", None, 2785, "064", (63000, 63999), (33.22, 33.52, 126.18, 126.95), "제주시 서귀포시"),
 ]
 
 
@@ -141,19 +220,124 @@ _MAKERS = [  # (mfg, weight, models)
 _MAKER_CUM = (np.cumsum([m[1] for m in _MAKERS]) / sum(m[1] for m in _MAKERS)).tolist()
 
 _SURNAMES = "김김김김이이이박박최정강조윤장임한오서신권황안송류전홍고문양손배백허유남심노하곽성차주우구민"
-_DONGS = ["중앙", "신정", "상계", "효자", "청운", "동산", "남산", "송림", "대화", "월평", "매탄", "도화", "신월", "가좌",
-          "봉명", "산본", "정자", "수내", "금호", "행신", "화정", "부곡", "용호", "연산", "범어", "만수", "구월",
-          "둔산", "송정", "상무", "옥동", "삼산", "호계", "명륜", "신흥", "영통", "장안", "평화", "하안", "철산"]
-_BRANDS = ["래미안", "푸르지오", "자이", "힐스테이트", "e편한세상", "롯데캐슬", "아이파크", "더샵", "주공", "현대", "삼성",
-           "한신", "우성", "벽산", "대림", "쌍용", "부영", "한양", "극동", "동아", "금호어울림", "호반베르디움", "SK뷰"]
-_ROADS = ["중앙로", "시청로", "번영로", "대학로", "문화로", "평화로", "공원로", "역전로", "신촌로", "해안로", "중앙대로",
-          "남부순환로", "월드컵로", "충장로", "동문로", "서문로", "새마을로", "학교길", "산업로", "강변로", "장미로",
-          "은행나무길", "현충로", "용두로", "금강로", "효자로", "수목원로", "체육관로", "보건소길", "도청로"]
-_PLACES_GENERIC = ["1층 로비", "1층 현관", "출입구", "지하1층 엘리베이터 앞", "민원실", "경비실", "2층 복도", "안내데스크",
-                   "1층 엘리베이터 옆", "사무실 입구", "1층 사무국 앞", "휴게실", "정문 경비실", "강당 입구"]
+_DONGS = [
+    "중앙",
+    "신정",
+    "상계",
+    "효자",
+    "청운",
+    "동산",
+    "남산",
+    "송림",
+    "대화",
+    "월평",
+    "매탄",
+    "도화",
+    "신월",
+    "가좌",
+    "봉명",
+    "산본",
+    "정자",
+    "수내",
+    "금호",
+    "행신",
+    "화정",
+    "부곡",
+    "용호",
+    "연산",
+    "범어",
+    "만수",
+    "구월",
+    "둔산",
+    "송정",
+    "상무",
+    "옥동",
+    "삼산",
+    "호계",
+    "명륜",
+    "신흥",
+    "영통",
+    "장안",
+    "평화",
+    "하안",
+    "철산",
+]
+_BRANDS = [
+    "래미안",
+    "푸르지오",
+    "자이",
+    "힐스테이트",
+    "e편한세상",
+    "롯데캐슬",
+    "아이파크",
+    "더샵",
+    "주공",
+    "현대",
+    "삼성",
+    "한신",
+    "우성",
+    "벽산",
+    "대림",
+    "쌍용",
+    "부영",
+    "한양",
+    "극동",
+    "동아",
+    "금호어울림",
+    "호반베르디움",
+    "SK뷰",
+]
+_ROADS = [
+    "중앙로",
+    "시청로",
+    "번영로",
+    "대학로",
+    "문화로",
+    "평화로",
+    "공원로",
+    "역전로",
+    "신촌로",
+    "해안로",
+    "중앙대로",
+    "남부순환로",
+    "월드컵로",
+    "충장로",
+    "동문로",
+    "서문로",
+    "새마을로",
+    "학교길",
+    "산업로",
+    "강변로",
+    "장미로",
+    "은행나무길",
+    "현충로",
+    "용두로",
+    "금강로",
+    "효자로",
+    "수목원로",
+    "체육관로",
+    "보건소길",
+    "도청로",
+]
+_PLACES_GENERIC = [
+    "1층 로비",
+    "1층 현관",
+    "출입구",
+    "지하1층 엘리베이터 앞",
+    "민원실",
+    "경비실",
+    "2층 복도",
+    "안내데스크",
+    "1층 엘리베이터 옆",
+    "사무실 입구",
+    "1층 사무국 앞",
+    "휴게실",
+    "정문 경비실",
+    "강당 입구",
+]
 
 
-def _org_and_place(r: "R", gugun: str) -> tuple[str, str]:
+def _org_and_place(r: R, gugun: str) -> tuple[str, str]:
     x = r.random()
     dong = _DONGS[int(r.random() * len(_DONGS))]
     short = gugun[:-1] if len(gugun) > 2 else gugun
@@ -161,8 +345,16 @@ def _org_and_place(r: "R", gugun: str) -> tuple[str, str]:
         brand = _BRANDS[int(r.random() * len(_BRANDS))]
         n = int(r.random() * 6)
         org = f"{dong}{brand}{'' if n < 3 else f'{n - 1}단지'}아파트 관리사무소"
-        place = r.choice(["관리사무소 내", "관리사무소 앞", f"{101 + int(r.random() * 12)}동 경비실", "커뮤니티센터 입구",
-                          "경비실", "주민공동시설 1층"])
+        place = r.choice(
+            [
+                "관리사무소 내",
+                "관리사무소 앞",
+                f"{101 + int(r.random() * 12)}동 경비실",
+                "커뮤니티센터 입구",
+                "경비실",
+                "주민공동시설 1층",
+            ]
+        )
     elif x < 0.46:
         org = f"{short}소방서 {dong}119안전센터"
         place = r.choice(["구급차(1호)", "구급차(2호)", "구급차", "119안전센터 사무실"])
@@ -179,8 +371,11 @@ def _org_and_place(r: "R", gugun: str) -> tuple[str, str]:
         place = r.choice(["구급차", "응급실 앞", "1층 원무과"])
     elif x < 0.84:
         kind = r.choice(["행정복지센터", "주민센터", "청사", "우체국", "경찰서", "파출소"])
-        org = f"{short}{'시' if gugun.endswith('시') else '구' if gugun.endswith('구') else '군'}{kind}" \
-            if kind == "청사" else f"{dong}{'동' if kind in ('행정복지센터', '주민센터') else ''}{kind}"
+        org = (
+            f"{short}{'시' if gugun.endswith('시') else '구' if gugun.endswith('구') else '군'}{kind}"
+            if kind == "청사"
+            else f"{dong}{'동' if kind in ('행정복지센터', '주민센터') else ''}{kind}"
+        )
         place = r.choice(["민원실", "1층 민원실 입구", "현관", "당직실"])
     elif x < 0.87:
         org = r.choice([f"{short}역", f"{short}종합버스터미널", f"{short}여객선터미널"])
@@ -190,8 +385,17 @@ def _org_and_place(r: "R", gugun: str) -> tuple[str, str]:
         org = f"{short}{kind}" if r.random() < 0.5 else f"{dong}{kind}"
         place = r.choice(["1층 안내데스크", "도서관 현관 벽", "로비", "수영장 입구", "사무실"])
     else:
-        org = r.choice([f"{dong}산업(주)", f"(주){dong}물산", f"{dong}교회", f"{short}농협", f"{dong}새마을금고",
-                        f"{short}골프클럽", f"{dong}리조트"])
+        org = r.choice(
+            [
+                f"{dong}산업(주)",
+                f"(주){dong}물산",
+                f"{dong}교회",
+                f"{short}농협",
+                f"{dong}새마을금고",
+                f"{short}골프클럽",
+                f"{dong}리조트",
+            ]
+        )
         place = r.choice(_PLACES_GENERIC)
     return org, place
 
@@ -212,12 +416,34 @@ _DAYS = ("mon", "tue", "wed", "thu", "fri")
 _WK_KEYS = tuple((f"{d}SttTme", f"{d}EndTme") for d in _DAYS)
 
 #: Alphabetical order of every element an item can carry (the real API sorts children).
-ITEM_FIELDS = tuple(sorted(
-    ["buildAddress", "buildPlace", "clerkTel", "manager", "managerTel", "mfg", "model", "org", "rnum",
-     "serialSeq", "sido", "gugun", "wgs84Lat", "wgs84Lon", "zipcode1", "zipcode2",
-     "sunFrtYon", "sunScdYon", "sunThiYon", "sunFurYon", "sunFifYon"]
-    + [f"{d}{k}" for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun", "hol") for k in ("SttTme", "EndTme")]
-))
+ITEM_FIELDS = tuple(
+    sorted(
+        [
+            "buildAddress",
+            "buildPlace",
+            "clerkTel",
+            "manager",
+            "managerTel",
+            "mfg",
+            "model",
+            "org",
+            "rnum",
+            "serialSeq",
+            "sido",
+            "gugun",
+            "wgs84Lat",
+            "wgs84Lon",
+            "zipcode1",
+            "zipcode2",
+            "sunFrtYon",
+            "sunScdYon",
+            "sunThiYon",
+            "sunFurYon",
+            "sunFifYon",
+        ]
+        + [f"{d}{k}" for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun", "hol") for k in ("SttTme", "EndTme")]
+    )
+)
 
 # edit groups
 G_PLACE, G_TEL, G_HOURS, G_MODEL, G_COORD, G_MANAGER = range(6)
@@ -303,7 +529,7 @@ class AedRegistry:
         self.aed_count = aed_count
         rng = np.random.default_rng([seed, aed_count, 0xAED])
         n_base = aed_count
-        n_extra = int(round(aed_count * ADD_RATE * HORIZON_DAYS))
+        n_extra = round(aed_count * ADD_RATE * HORIZON_DAYS)
         n = n_base + n_extra
         self.size = n
         # 시도 by share, 시군구 by weight within 시도
@@ -317,7 +543,7 @@ class AedRegistry:
             gugun[idx] = off + rng.choice(len(w), size=len(idx), p=w / w.sum())
         created = np.empty(n, dtype=np.int32)
         u = rng.random(n_base)
-        created[:n_base] = FIRST_CREATION_ORD + ((EPOCH_ORD - FIRST_CREATION_ORD) * u ** 0.75).astype(np.int32)
+        created[:n_base] = FIRST_CREATION_ORD + ((EPOCH_ORD - FIRST_CREATION_ORD) * u**0.75).astype(np.int32)
         created[n_base:] = EPOCH_ORD + 1 + rng.integers(0, HORIZON_DAYS, n_extra)
         order = np.argsort(created[n_base:], kind="stable")  # extras in creation order
         created[n_base:] = created[n_base:][order]
@@ -361,32 +587,40 @@ class AedRegistry:
         return _edits(int(self.created[i]), int(self.period[i]), int(self.phase[i]), d)
 
     # ------------------------------------------------------------------ records
-    def records(self, ids: np.ndarray, day_ord: int, *, full_down: bool = True,
-                null_coordinates: bool = False) -> list[dict[str, str]]:
+    def records(
+        self, ids: np.ndarray, day_ord: int, *, full_down: bool = True, null_coordinates: bool = False
+    ) -> list[dict[str, str]]:
         """Materialise the devices ``ids`` as they look on ``day_ord`` (only these are built)."""
         out: list[dict[str, str]] = []
         for a in range(0, len(ids), 4096):
-            out.extend(self._records_chunk(ids[a:a + 4096], day_ord, full_down, null_coordinates))
+            out.extend(self._records_chunk(ids[a : a + 4096], day_ord, full_down, null_coordinates))
         return out
 
     def _records_chunk(self, ids: np.ndarray, day_ord: int, full_down: bool, null_coordinates: bool):
         ds_arr = self.dseed[ids]
         dsl = ds_arr.tolist()
         created = self.created[ids].tolist()
-        vers = [_versions(ds, _edits(c, p, ph, day_ord)) for ds, c, p, ph in
-                zip(dsl, created, self.period[ids].tolist(), self.phase[ids].tolist())]
+        vers = [
+            _versions(ds, _edits(c, p, ph, day_ord))
+            for ds, c, p, ph in zip(dsl, created, self.period[ids].tolist(), self.phase[ids].tolist())
+        ]
         base = uniforms(ds_arr, BASE_DRAWS).tolist()
         varr = np.array(vers, dtype=np.int64).reshape(len(ids), N_GROUPS)
         with np.errstate(over="ignore"):
-            gseeds = (ds_arr.astype(np.uint64)[:, None] * np.uint64(31)
-                      + np.arange(N_GROUPS, dtype=np.uint64)[None, :] * np.uint64(1_000_003)
-                      + varr.astype(np.uint64) * np.uint64(7919))
+            gseeds = (
+                ds_arr.astype(np.uint64)[:, None] * np.uint64(31)
+                + np.arange(N_GROUPS, dtype=np.uint64)[None, :] * np.uint64(1_000_003)
+                + varr.astype(np.uint64) * np.uint64(7919)
+            )
         grows = uniforms(gseeds.reshape(-1), GROUP_DRAWS).reshape(len(ids), N_GROUPS * GROUP_DRAWS).tolist()
-        return [_record(i, si, gi, c, v, b, g, full_down, null_coordinates) for i, si, gi, c, v, b, g in
-                zip(ids.tolist(), self.sido[ids].tolist(), self.gugun[ids].tolist(), created, vers, base, grows)]
+        return [
+            _record(i, si, gi, c, v, b, g, full_down, null_coordinates)
+            for i, si, gi, c, v, b, g in zip(
+                ids.tolist(), self.sido[ids].tolist(), self.gugun[ids].tolist(), created, vers, base, grows
+            )
+        ]
 
-    def record(self, i: int, day_ord: int, *, full_down: bool = True,
-               null_coordinates: bool = False) -> dict[str, str]:
+    def record(self, i: int, day_ord: int, *, full_down: bool = True, null_coordinates: bool = False) -> dict[str, str]:
         return self.records(np.array([i]), day_ord, full_down=full_down, null_coordinates=null_coordinates)[0]
 
 
@@ -424,14 +658,23 @@ def _versions(ds: int, k: int) -> list[int]:
     return versions
 
 
-def _record(i: int, si: int, gi: int, created: int, versions: list[int], base: list[float],
-            grows: list[float], full_down: bool, null_coordinates: bool) -> dict[str, str]:
+def _record(
+    i: int,
+    si: int,
+    gi: int,
+    created: int,
+    versions: list[int],
+    base: list[float],
+    grows: list[float],
+    full_down: bool,
+    null_coordinates: bool,
+) -> dict[str, str]:
     s = SIDOS[si]
     _, gname, clat, clon, zlo, zhi, _w = GUGUNS[gi]
     r = S(base)
 
     def grng(g: int) -> S:
-        return S(grows[g * GROUP_DRAWS:(g + 1) * GROUP_DRAWS])
+        return S(grows[g * GROUP_DRAWS : (g + 1) * GROUP_DRAWS])
 
     rec: dict[str, str] = {}
     dirt = r.random()  # one draw decides the (rare) dirty-value class of this device
@@ -458,7 +701,7 @@ def _record(i: int, si: int, gi: int, created: int, versions: list[int], base: l
     prefix = f"{s.name} {gname} " if si != SEJONG_INDEX else f"{s.name} "
     if full_down:
         rec["buildAddress"] = (prefix + addr) if si == SEJONG_INDEX else addr
-        if not (0.9998 <= dirt):
+        if not (dirt >= 0.9998):
             rec["sido"] = sido_name
             rec["gugun"] = gname
     else:
@@ -479,8 +722,11 @@ def _record(i: int, si: int, gi: int, created: int, versions: list[int], base: l
         mid = (100 + int(rt.random() * 900)) if rt.random() < 0.5 else (1000 + int(rt.random() * 9000))
         rec["clerkTel"] = f"{s.area}-{mid}-{int(rt.random() * 10000):04d}"
     if 0.9962 <= dirt < 0.9977:
-        rec["clerkTel"] = (f"{s.area}{int(rt.random() * 10**7):07d}" if rt.random() < 0.5
-                           else f"{s.area}-{100 + int(rt.random() * 900)}-")
+        rec["clerkTel"] = (
+            f"{s.area}{int(rt.random() * 10**7):07d}"
+            if rt.random() < 0.5
+            else f"{s.area}-{100 + int(rt.random() * 900)}-"
+        )
     # --- manager (masked)
     rm = grng(G_MANAGER)
     rec["manager"] = _SURNAMES[int(rm.random() * len(_SURNAMES))] + "**"

@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 
 from . import _recorded
-from .aed_data import ITEM_FIELDS, SEJONG_INDEX, SIDO_NAMES, GUGUNS, get_registry
+from .aed_data import GUGUNS, ITEM_FIELDS, SEJONG_INDEX, SIDO_NAMES, get_registry
 from .flower_data import GUBN_TEXT, served_rows
 
 KST = dt.timezone(dt.timedelta(hours=9))
@@ -45,8 +45,8 @@ GATEWAY_CODES = {
 }
 _DEFAULT_UA = re.compile(r"^(python-httpx|python-requests|curl|wget)", re.IGNORECASE)
 _AT_UNKNOWN_KEY_HTML = (
-    "<!DOCTYPE html>\n<html lang=\"ko\">\n<head>\n<meta charset=\"UTF-8\">\n<title>화훼유통정보시스템</title>\n"
-    "</head>\n<body>\n<div class=\"error\">\n<h2>요청하신 페이지를 처리할 수 없습니다.</h2>\n"
+    '<!DOCTYPE html>\n<html lang="ko">\n<head>\n<meta charset="UTF-8">\n<title>화훼유통정보시스템</title>\n'
+    '</head>\n<body>\n<div class="error">\n<h2>요청하신 페이지를 처리할 수 없습니다.</h2>\n'
     "<p>잠시 후 다시 이용해 주십시오.</p>\n</div>\n</body>\n</html>\n"
 ).encode()
 
@@ -156,8 +156,14 @@ class Simulator:
       D <= today-2: final). Moving ``today`` forward therefore changes a past day's prices.
     """
 
-    def __init__(self, seed: int = 20260101, today: dt.date | None = None, aed_count: int = 81464,
-                 egen_service_keys: set[str] | None = None, at_service_keys: set[str] | None = None):
+    def __init__(
+        self,
+        seed: int = 20260101,
+        today: dt.date | None = None,
+        aed_count: int = 81464,
+        egen_service_keys: set[str] | None = None,
+        at_service_keys: set[str] | None = None,
+    ):
         self.seed = seed
         self._today = today
         self.aed_count = aed_count
@@ -208,9 +214,7 @@ class Simulator:
         f = self.faults
         if f.api not in ("both", api):
             return False
-        if f.pages is not None and page not in f.pages:
-            return False
-        return True
+        return not (f.pages is not None and page not in f.pages)
 
     def _take(self, name: str) -> bool:
         """Consume one unit of counter fault ``name`` if it is armed (caller checked the scope)."""
@@ -254,7 +258,7 @@ class Simulator:
             return SimResponse(f.http_error_status, {"Content-Type": "text/plain; charset=utf-8"}, f.http_error_body)
 
         if api == "egen":
-            resp = self._egen(path[len(EGEN_PREFIX) + 1:], qs, hdrs, scoped)
+            resp = self._egen(path[len(EGEN_PREFIX) + 1 :], qs, hdrs, scoped)
         else:
             resp = self._at(qs, scoped)
         resp.headers.setdefault("Date", self.http_date())
@@ -262,33 +266,52 @@ class Simulator:
             if scoped and self._take("truncate_count"):
                 resp.body = resp.body[: len(resp.body) // 2]
             elif scoped and self._take("malformed_count"):
-                resp.body = (b'{"response":{"header":{"resultCode":"00",\x00garbage<<' if resp.headers.get(
-                    "Content-Type", "").startswith("application/json")
-                    else b'<?xml version="1.0" encoding="UTF-8"?><response><header><resultCode>00</resu\x00lt<<&garbage')
+                resp.body = (
+                    b'{"response":{"header":{"resultCode":"00",\x00garbage<<'
+                    if resp.headers.get("Content-Type", "").startswith("application/json")
+                    else b'<?xml version="1.0" encoding="UTF-8"?><response><header><resultCode>00</resu\x00lt<<&garbage'
+                )
         return resp
 
     # ------------------------------------------------------------------ e-gen
     def _envelope(self, code: int) -> SimResponse:
         msg = GATEWAY_CODES[code]
         if self.faults.envelope_json:
-            body = json.dumps({"OpenAPI_ServiceResponse": {"cmmMsgHeader": {
-                "errMsg": "SERVICE ERROR", "returnAuthMsg": msg, "returnReasonCode": f"{code:02d}"}}},
-                separators=(",", ":")).encode()
+            body = json.dumps(
+                {
+                    "OpenAPI_ServiceResponse": {
+                        "cmmMsgHeader": {
+                            "errMsg": "SERVICE ERROR",
+                            "returnAuthMsg": msg,
+                            "returnReasonCode": f"{code:02d}",
+                        }
+                    }
+                },
+                separators=(",", ":"),
+            ).encode()
             return SimResponse(200, {"Content-Type": "application/json;charset=UTF-8"}, body)
         decl = "" if self.faults.envelope_without_declaration else '<?xml version="1.0" encoding="UTF-8"?>\n'
-        body = (f"{decl}<OpenAPI_ServiceResponse><cmmMsgHeader><errMsg>SERVICE ERROR</errMsg>"
-                f"<returnAuthMsg>{msg}</returnAuthMsg><returnReasonCode>{code:02d}</returnReasonCode>"
-                f"</cmmMsgHeader></OpenAPI_ServiceResponse>").encode()
+        body = (
+            f"{decl}<OpenAPI_ServiceResponse><cmmMsgHeader><errMsg>SERVICE ERROR</errMsg>"
+            f"<returnAuthMsg>{msg}</returnAuthMsg><returnReasonCode>{code:02d}</returnReasonCode>"
+            f"</cmmMsgHeader></OpenAPI_ServiceResponse>"
+        ).encode()
         return SimResponse(200, {"Content-Type": "text/xml;charset=UTF-8"}, body)
 
     def _provider_error(self, code: str, msg: str, as_json: bool) -> SimResponse:
         if as_json:
-            body = json.dumps({"response": {"header": {"resultCode": code, "resultMsg": msg}}},
-                              ensure_ascii=False, separators=(",", ":")).encode()
-            return SimResponse(200, {"Content-Type": "application/json;charset=UTF-8",
-                                     "Server": _recorded.EGEN_SERVER_HEADER}, body)
-        body = (f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><response><header><resultCode>{code}'
-                f"</resultCode><resultMsg>{_xml_escape(msg)}</resultMsg></header></response>").encode()
+            body = json.dumps(
+                {"response": {"header": {"resultCode": code, "resultMsg": msg}}},
+                ensure_ascii=False,
+                separators=(",", ":"),
+            ).encode()
+            return SimResponse(
+                200, {"Content-Type": "application/json;charset=UTF-8", "Server": _recorded.EGEN_SERVER_HEADER}, body
+            )
+        body = (
+            f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><response><header><resultCode>{code}'
+            f"</resultCode><resultMsg>{_xml_escape(msg)}</resultMsg></header></response>"
+        ).encode()
         return SimResponse(200, dict(_recorded.EGEN_SUCCESS_HEADERS), body)
 
     def _egen(self, op: str, qs: dict[str, list[str]], hdrs: dict[str, str], scoped: bool) -> SimResponse:
@@ -299,8 +322,11 @@ class Simulator:
             return SimResponse(502, dict(_recorded.FORWARDING_502_HEADERS), _recorded.FORWARDING_502_BODY)
         key = _first(qs, "serviceKey")
         f = self.faults
-        if not key or (self.egen_service_keys is not None and key not in self.egen_service_keys) or (
-                scoped and f.bad_key):
+        if (
+            not key
+            or (self.egen_service_keys is not None and key not in self.egen_service_keys)
+            or (scoped and f.bad_key)
+        ):
             return self._envelope(30)
         if op not in ("getAedFullDown", "getEgytAedManageInfoInqire"):
             return self._envelope(12)
@@ -319,17 +345,24 @@ class Simulator:
         with self._lock:
             self._egen_calls[today] = self._egen_calls.get(today, 0) + 1
         full_down = op == "getAedFullDown"
-        body, ctype = self.render_aed_page(page_no, rows, as_json=as_json, full_down=full_down,
-                                           q0=_first(qs, "Q0"), q1=_first(qs, "Q1"),
-                                           snapshot=f.snapshot if scoped else None)
+        body, ctype = self.render_aed_page(
+            page_no,
+            rows,
+            as_json=as_json,
+            full_down=full_down,
+            q0=_first(qs, "Q0"),
+            q1=_first(qs, "Q1"),
+            snapshot=f.snapshot if scoped else None,
+        )
         headers = dict(_recorded.EGEN_SUCCESS_HEADERS)
         headers["Content-Type"] = ctype
         resp = SimResponse(200, headers, body)
         resp.is_data = True
         return resp
 
-    def aed_ids(self, *, full_down: bool = True, q0: str | None = None, q1: str | None = None,
-                snapshot: str | None = None):
+    def aed_ids(
+        self, *, full_down: bool = True, q0: str | None = None, q1: str | None = None, snapshot: str | None = None
+    ):
         """Device ids served for today's snapshot (page order)."""
         reg = self.registry
         ids = reg.active_ids(self.today, snapshot)
@@ -345,17 +378,26 @@ class Simulator:
             ids = ids[mask]
         return ids
 
-    def render_aed_page(self, page_no: int, rows: int, *, as_json: bool = False, full_down: bool = True,
-                        q0: str | None = None, q1: str | None = None,
-                        snapshot: str | None = None) -> tuple[bytes, str]:
+    def render_aed_page(
+        self,
+        page_no: int,
+        rows: int,
+        *,
+        as_json: bool = False,
+        full_down: bool = True,
+        q0: str | None = None,
+        q1: str | None = None,
+        snapshot: str | None = None,
+    ) -> tuple[bytes, str]:
         """Body and content type of one e-gen success page (no faults, no counting)."""
         reg = self.registry
         ids = self.aed_ids(full_down=full_down, q0=q0, q1=q1, snapshot=snapshot)
         total = len(ids)
         start = (page_no - 1) * rows
-        page_ids = ids[start:start + rows] if start < total else ids[:0]
-        recs = reg.records(page_ids, self.today.toordinal(), full_down=full_down,
-                           null_coordinates=snapshot == "null_coordinates")
+        page_ids = ids[start : start + rows] if start < total else ids[:0]
+        recs = reg.records(
+            page_ids, self.today.toordinal(), full_down=full_down, null_coordinates=snapshot == "null_coordinates"
+        )
         if snapshot == "duplicate_serials":
             for n in range(1, len(recs)):
                 if (start + n) % 5 == 0:
@@ -376,45 +418,67 @@ class Simulator:
             js = _json_scalar
             for n, rec in enumerate(recs, start + 1):
                 rec["rnum"] = str(n)
-                items.append("{" + ",".join([f'"{k}":{js(v)}' for k in ITEM_FIELDS if (v := rec.get(k)) is not None])
-                             + "}")
+                items.append(
+                    "{" + ",".join([f'"{k}":{js(v)}' for k in ITEM_FIELDS if (v := rec.get(k)) is not None]) + "}"
+                )
             if not items:
                 items_s = '""'
             elif len(items) == 1:
                 items_s = '{"item":' + items[0] + "}"
             else:
                 items_s = '{"item":[' + ",".join(items) + "]}"
-            body = ('{"response":{"header":{"resultCode":"00","resultMsg":"NORMAL SERVICE."},"body":{"items":'
-                    f'{items_s},"numOfRows":{rows},"pageNo":{page_no},"totalCount":{total}}}}}}}')
+            body = (
+                '{"response":{"header":{"resultCode":"00","resultMsg":"NORMAL SERVICE."},"body":{"items":'
+                f'{items_s},"numOfRows":{rows},"pageNo":{page_no},"totalCount":{total}}}}}}}'
+            )
             return body.encode(), "application/json;charset=UTF-8"
-        parts = ['<?xml version="1.0" encoding="UTF-8" standalone="yes"?><response><header><resultCode>00'
-                 "</resultCode><resultMsg>NORMAL SERVICE.</resultMsg></header><body><items>"]
+        parts = [
+            '<?xml version="1.0" encoding="UTF-8" standalone="yes"?><response><header><resultCode>00'
+            "</resultCode><resultMsg>NORMAL SERVICE.</resultMsg></header><body><items>"
+        ]
         esc = _xml_escape
         for n, rec in enumerate(recs, start + 1):
             rec["rnum"] = str(n)
-            parts.append("<item>" + "".join([
-                f"{o}{esc(v) if ('&' in v or '<' in v or '>' in v) else v}{c}"
-                for k, o, c in _XML_TAGS if (v := rec.get(k)) is not None]) + "</item>")
-        parts.append(f"</items><numOfRows>{rows}</numOfRows><pageNo>{page_no}</pageNo>"
-                     f"<totalCount>{total}</totalCount></body></response>")
+            parts.append(
+                "<item>"
+                + "".join(
+                    [
+                        f"{o}{esc(v) if ('&' in v or '<' in v or '>' in v) else v}{c}"
+                        for k, o, c in _XML_TAGS
+                        if (v := rec.get(k)) is not None
+                    ]
+                )
+                + "</item>"
+            )
+        parts.append(
+            f"</items><numOfRows>{rows}</numOfRows><pageNo>{page_no}</pageNo>"
+            f"<totalCount>{total}</totalCount></body></response>"
+        )
         return "".join(parts).encode(), "application/xml"
 
     # ------------------------------------------------------------------ aT
     def _at_result(self, code: int, data_type: str | None) -> SimResponse:
         msg = AT_MESSAGES[code]
         if data_type == "json":
-            body = ('{"response":{"resultCd":"%d","resultMsg":%s,"numOfRows":null,"items":null}}'
-                    % (code, json.dumps(msg, ensure_ascii=False))).encode()
+            body = (
+                '{"response":{"resultCd":"%d","resultMsg":%s,"numOfRows":null,"items":null}}'  # noqa: UP031 (the body's own braces)
+                % (code, json.dumps(msg, ensure_ascii=False))
+            ).encode()
             return SimResponse(200, {"Content-Type": "application/json;charset=UTF-8"}, body)
-        body = ('<?xml version="1.0" encoding="UTF-8" standalone="yes"?><response>'
-                f"<resultCd>{code}</resultCd><resultMsg>{_xml_escape(msg)}</resultMsg></response>").encode()
+        body = (
+            '<?xml version="1.0" encoding="UTF-8" standalone="yes"?><response>'
+            f"<resultCd>{code}</resultCd><resultMsg>{_xml_escape(msg)}</resultMsg></response>"
+        ).encode()
         return SimResponse(200, {"Content-Type": "application/xml;charset=UTF-8"}, body)
 
     def _at(self, qs: dict[str, list[str]], scoped: bool) -> SimResponse:
         if not qs:
-            return SimResponse(500, {"Content-Type": "text/html;charset=UTF-8"},
-                               b"<html><head><title>500 Internal Server Error</title></head><body>"
-                               b"<h1>HTTP Status 500 - java.lang.NullPointerException</h1></body></html>")
+            return SimResponse(
+                500,
+                {"Content-Type": "text/html;charset=UTF-8"},
+                b"<html><head><title>500 Internal Server Error</title></head><body>"
+                b"<h1>HTTP Status 500 - java.lang.NullPointerException</h1></body></html>",
+            )
         f = self.faults
         kind = _first(qs, "kind")
         key = _first(qs, "serviceKey")
@@ -425,8 +489,12 @@ class Simulator:
             return SimResponse(200, {"Content-Type": "text/html;charset=UTF-8"}, b"")
         sample = key == "sample"
         if not sample:
-            if self.at_service_keys is not None and key not in self.at_service_keys \
-                    and key not in f.at_expired_keys and key not in f.at_unapproved_keys:
+            if (
+                self.at_service_keys is not None
+                and key not in self.at_service_keys
+                and key not in f.at_expired_keys
+                and key not in f.at_unapproved_keys
+            ):
                 return SimResponse(200, {"Content-Type": "text/html;charset=UTF-8"}, _AT_UNKNOWN_KEY_HTML)
             if key in f.at_expired_keys:
                 return self._at_result(2, data_type)
@@ -435,8 +503,7 @@ class Simulator:
         if scoped and f.at_result_code is not None and self._take("at_result_code_count"):
             return self._at_result(f.at_result_code, data_type)
         today = self.today
-        if not sample and scoped and f.at_daily_quota is not None and \
-                self._at_calls.get(today, 0) >= f.at_daily_quota:
+        if not sample and scoped and f.at_daily_quota is not None and self._at_calls.get(today, 0) >= f.at_daily_quota:
             return self._at_result(4, data_type)
         per_page = _int_param(_first(qs, "countPerPage"), 10)
         cur = _int_param(_first(qs, "currentPage"), 1)
@@ -445,12 +512,17 @@ class Simulator:
         if not sample:
             with self._lock:
                 self._at_calls[today] = self._at_calls.get(today, 0) + 1
-        rows = self.flower_rows(_first(qs, "baseDate") or "", _first(qs, "flowerGubn") or "",
-                                pum=_first(qs, "pumName"), good=_first(qs, "goodName"), sample=sample)
+        rows = self.flower_rows(
+            _first(qs, "baseDate") or "",
+            _first(qs, "flowerGubn") or "",
+            pum=_first(qs, "pumName"),
+            good=_first(qs, "goodName"),
+            sample=sample,
+        )
         if per_page < 1 or cur < 1:
             page = []
         else:
-            page = rows[(cur - 1) * per_page: cur * per_page]
+            page = rows[(cur - 1) * per_page : cur * per_page]
         if scoped and f.at_bad_rows and len(page) >= 2:
             page = [list(x) for x in page]
             page[0][6] = page[0][5] + 1000  # minAmt above maxAmt
@@ -459,8 +531,9 @@ class Simulator:
         resp.is_data = True
         return resp
 
-    def flower_rows(self, base_date: str, gubn: str, *, pum: str | None = None, good: str | None = None,
-                    sample: bool = False) -> list[tuple]:
+    def flower_rows(
+        self, base_date: str, gubn: str, *, pum: str | None = None, good: str | None = None, sample: bool = False
+    ) -> list[tuple]:
         """All rows served today for (baseDate, flowerGubn) before paging."""
         if sample:
             day = SAMPLE_DATE
@@ -484,20 +557,36 @@ class Simulator:
 
     @staticmethod
     def _render_flowers(page: list[tuple], data_type: str) -> SimResponse:
-        names = ("saleDate", "flowerGubn", "pumName", "goodName", "lvNm", "maxAmt", "minAmt", "avgAmt",
-                 "totAmt", "totQty")
+        names = (
+            "saleDate",
+            "flowerGubn",
+            "pumName",
+            "goodName",
+            "lvNm",
+            "maxAmt",
+            "minAmt",
+            "avgAmt",
+            "totAmt",
+            "totQty",
+        )
         if data_type == "json":
             items = ",".join(
                 "{" + ",".join(f'"{k}":{json.dumps(str(v), ensure_ascii=False)}' for k, v in zip(names, row)) + "}"
-                for row in page)
+                for row in page
+            )
             body = f'{{"response":{{"resultCd":"0","resultMsg":"OK","numOfRows":"{len(page)}","items":[{items}]}}}}'
             return SimResponse(200, {"Content-Type": "application/json;charset=UTF-8"}, body.encode())
-        items = "".join("<item>" + "".join(f"<{k}>{_xml_escape(str(v))}</{k}>" for k, v in zip(names, row))
-                        + "</item>" for row in page)
-        body = ('<?xml version="1.0" encoding="UTF-8" standalone="yes"?><response><resultCd>0</resultCd>'
-                f"<resultMsg>OK</resultMsg><numOfRows>{len(page)}</numOfRows>"
-                + (f"<items>{items}</items>" if page else "<items/>") + "</response>")
+        items = "".join(
+            "<item>" + "".join(f"<{k}>{_xml_escape(str(v))}</{k}>" for k, v in zip(names, row)) + "</item>"
+            for row in page
+        )
+        body = (
+            '<?xml version="1.0" encoding="UTF-8" standalone="yes"?><response><resultCd>0</resultCd>'
+            f"<resultMsg>OK</resultMsg><numOfRows>{len(page)}</numOfRows>"
+            + (f"<items>{items}</items>" if page else "<items/>")
+            + "</response>"
+        )
         return SimResponse(200, {"Content-Type": "application/xml;charset=UTF-8"}, body.encode())
 
 
-__all__ = ["Faults", "LoggedRequest", "SimResponse", "Simulator", "GUBN_TEXT"]
+__all__ = ["GUBN_TEXT", "Faults", "LoggedRequest", "SimResponse", "Simulator"]

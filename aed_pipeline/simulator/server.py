@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-
 import socket
 import threading
 from email.utils import formatdate
@@ -19,7 +19,7 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     server_version = "SimulatorHTTP"  # only used when a response names no Server header
 
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 - silence stderr logging
+    def log_message(self, format: str, *args) -> None:
         pass
 
     def _serve(self) -> None:
@@ -29,10 +29,8 @@ class _Handler(BaseHTTPRequestHandler):
             if resp.action == "timeout":
                 srv.stopping.wait(resp.delay)
             self.close_connection = True
-            try:
+            with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             return
         self.send_response_only(resp.status)
         headers = dict(resp.headers)
@@ -81,8 +79,11 @@ class SimulatorServer:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}" if self.host in ("0.0.0.0", "127.0.0.1", "") else \
-            f"http://{self.host}:{self.port}"
+        return (
+            f"http://127.0.0.1:{self.port}"
+            if self.host in ("0.0.0.0", "127.0.0.1", "")
+            else f"http://{self.host}:{self.port}"
+        )
 
     @property
     def egen_base_url(self) -> str:
@@ -92,12 +93,16 @@ class SimulatorServer:
     def at_base_url(self) -> str:
         return f"{self.base_url}/api/returnData.api"
 
-    def start(self) -> "SimulatorServer":
+    def start(self) -> SimulatorServer:
         if self._server is not None:
             return self
         self._server = _Server((self.host, self._requested_port), self.sim)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name=f"simulator-server-{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name=f"simulator-server-{self.port}",
+            daemon=True,
+        )
         self._thread.start()
         return self
 
@@ -127,7 +132,7 @@ class SimulatorServer:
             self._server.server_close()
             self._server = None
 
-    def __enter__(self) -> "SimulatorServer":
+    def __enter__(self) -> SimulatorServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -144,7 +149,7 @@ def run_server(
     port: int = 8765,
     seed: int = 20260101,
     aed_count: int = 81464,
-    today: "dt.date | None" = None,
+    today: dt.date | None = None,
 ) -> None:
     """Entry point for ``aed-pipeline simulator serve``: print both base URLs, serve until Ctrl-C.
 

@@ -4,11 +4,10 @@ Every asset runs over the run's sale dates in ascending order (one date for the 
 a whole range for a single-run backfill) and never reads ``context.partition_key``.
 """
 
-
 from collections import Counter
 from contextlib import closing
 from dataclasses import replace
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import dagster as dg
 import pandas as pd
@@ -22,16 +21,17 @@ from aed_pipeline.defs.at_flower.reporting import (
     bounded,
     by_group_name,
     date_span,
-    joined_sources,
     group_names,
+    joined_sources,
     log_date,
     markdown_table,
     run_sale_dates,
 )
 from aed_pipeline.defs.shared.partitions import flower_daily_partitions
 from aed_pipeline.defs.shared.resources import AtFlowerApiResource, RawArchiveResource, WarehouseResource
+from aed_pipeline.lib.at_flower.calendar import non_auction_reason, weekday_name
+from aed_pipeline.lib.at_flower.checks import VolumeRule, volume_history_dates
 from aed_pipeline.lib.at_flower.client import FLOWER_GUBN_NAMES
-from aed_pipeline.lib.core.errors import SourceError
 from aed_pipeline.lib.at_flower.fetch import (
     FLOWER_ARCHIVE_SOURCE,
     ArchivedFlowerDay,
@@ -39,8 +39,7 @@ from aed_pipeline.lib.at_flower.fetch import (
     archived_flower_day,
     archived_public_rows,
 )
-from aed_pipeline.lib.at_flower.calendar import non_auction_reason, weekday_name
-from aed_pipeline.lib.at_flower.checks import VolumeRule, volume_history_dates
+from aed_pipeline.lib.at_flower.records import VALID_COLUMNS, FlowerAuctionRows
 from aed_pipeline.lib.at_flower.validate import (
     BLOCKING_CHECKS,
     CHECK_DUPLICATE_KEYS,
@@ -49,9 +48,14 @@ from aed_pipeline.lib.at_flower.validate import (
     FlowerDaysValidation,
     validate_flower_days,
 )
-from aed_pipeline.lib.at_flower.write.served import PUBLIC_TABLE, loaded_sale_dates, read_public_rows, replace_public_slice
 from aed_pipeline.lib.at_flower.write.normalised import known_volumes
-from aed_pipeline.lib.at_flower.records import VALID_COLUMNS, FlowerAuctionRows
+from aed_pipeline.lib.at_flower.write.served import (
+    PUBLIC_TABLE,
+    loaded_sale_dates,
+    read_public_rows,
+    replace_public_slice,
+)
+from aed_pipeline.lib.core.errors import SourceError
 from aed_pipeline.lib.core.kst import kst_date
 from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_FLOWER, record_failed_sync, replace_rejected_records, sync_run
 
@@ -85,7 +89,7 @@ class FlowerRawConfig(dg.Config):
 def _run_started_at(context: dg.AssetExecutionContext) -> datetime | None:
     record = context.instance.get_run_record_by_id(context.run_id)
     start = record.start_time if record is not None else None
-    return datetime.fromtimestamp(start, timezone.utc) if start else None
+    return datetime.fromtimestamp(start, UTC) if start else None
 
 
 def _no_auction_note(day: ArchivedFlowerDay) -> str:
@@ -158,9 +162,12 @@ def flower_auction_raw(
         # the metrics and alerts) records the failure with its cause either way.
         unfetched = [d for d in to_fetch if d not in days]
         record_failed_sync(
-            warehouse.engine(), source=SYNC_SOURCE_FLOWER, table_name=PUBLIC_TABLE,
+            warehouse.engine(),
+            source=SYNC_SOURCE_FLOWER,
+            table_name=PUBLIC_TABLE,
             partition_key=unfetched[0].isoformat() if unfetched else sale_dates[-1].isoformat(),
-            run_id=context.run_id, error=error,
+            run_id=context.run_id,
+            error=error,
         )
         gave_up = f" (still failing after {context.retry_number + 1} step attempts)" if error.transient else ""
         raise dg.Failure(
@@ -195,8 +202,13 @@ def flower_auction_raw(
                     ["sale date", "day", *group_names(), "pages", "note"],
                     bounded(
                         [
-                            [d.sale_date.isoformat(), weekday_name(d.sale_date)[:3],
-                             *by_group_name(d.rows_by_group()).values(), d.pages, _no_auction_note(d)]
+                            [
+                                d.sale_date.isoformat(),
+                                weekday_name(d.sale_date)[:3],
+                                *by_group_name(d.rows_by_group()).values(),
+                                d.pages,
+                                _no_auction_note(d),
+                            ]
                             for d in ordered
                         ],
                         width=4 + len(FLOWER_GUBN_NAMES),
@@ -437,7 +449,9 @@ def flower_auction_validated(
                 partition_key=key,
             )
             log_date(
-                context, done, len(sale_dates),
+                context,
+                done,
+                len(sale_dates),
                 f"{key}: {len(day.rows)} valid, {day.rejected} rejected of {day.served}; blocking checks {verdict}",
             )
     for check_name, dates in outcome.failed_dates.items():
@@ -455,8 +469,16 @@ def flower_auction_validated(
                 markdown_table(
                     ["sale date", "served", "valid", "rejected", "blocking checks"],
                     bounded(
-                        [[d.isoformat(), v.served, len(v.rows), v.rejected, ", ".join(v.blocking_failures) or "passed"]
-                         for d, v in outcome.days.items()],
+                        [
+                            [
+                                d.isoformat(),
+                                v.served,
+                                len(v.rows),
+                                v.rejected,
+                                ", ".join(v.blocking_failures) or "passed",
+                            ]
+                            for d, v in outcome.days.items()
+                        ],
                         width=5,
                     ),
                 )

@@ -9,9 +9,9 @@ from typing import Any
 
 import dagster as dg
 
-from aed_pipeline.lib.core.archive import RawArchive
 from aed_pipeline.lib.at_flower.client import FLOWER_GUBN_NAMES
 from aed_pipeline.lib.at_flower.fetch import archived_origin
+from aed_pipeline.lib.core.archive import RawArchive
 
 OWNERS = ["team:data-engineering"]
 #: Longest per-date table in a run's summary; a longer run lists its first and last dates (every
@@ -75,7 +75,11 @@ def bounded(rows: Sequence[Sequence[Any]], width: int) -> list[Sequence[Any]]:
         return list(rows)
     half = RUN_TABLE_MAX_DATES // 2
     skipped = len(rows) - 2 * half
-    return [*rows[:half], [f"… {skipped} more dates (see each partition's metadata)", *[""] * (width - 1)], *rows[-half:]]
+    return [
+        *rows[:half],
+        [f"… {skipped} more dates (see each partition's metadata)", *[""] * (width - 1)],
+        *rows[-half:],
+    ]
 
 
 def group_names() -> list[str]:

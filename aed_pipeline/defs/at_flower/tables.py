@@ -19,8 +19,14 @@ from aed_pipeline.defs.shared.freshness import FLOWER_FRESHNESS_POLICY
 from aed_pipeline.defs.shared.io import per_partition
 from aed_pipeline.defs.shared.partitions import flower_daily_partitions
 from aed_pipeline.defs.shared.resources import WarehouseResource
-from aed_pipeline.lib.at_flower.write.normalised import BIDDING_TABLE, TOP_COLUMNS, table_row_counts, top_by_quantity, write_bidding_day
 from aed_pipeline.lib.at_flower.records import ValidatedFlowerDay
+from aed_pipeline.lib.at_flower.write.normalised import (
+    BIDDING_TABLE,
+    TOP_COLUMNS,
+    table_row_counts,
+    top_by_quantity,
+    write_bidding_day,
+)
 from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_FLOWER, sync_run
 
 VALIDATED = dg.AssetKey("flower_auction_validated")
@@ -108,22 +114,38 @@ def flower_tables(context: dg.AssetExecutionContext, validated, warehouse: Wareh
     with engine.connect() as conn:
         for done, day in enumerate(days, start=1):
             key = day.sale_date.isoformat()
-            with sync_run(
-                engine, source=SYNC_SOURCE_FLOWER, table_name=BIDDING_TABLE, partition_key=key, run_id=context.run_id
-            ) as run:
-                with conn.begin():
-                    counts = write_bidding_day(conn, day.sale_date, day.rows)
-                    run.counts.fetched = day.served
-                    run.counts.rejected = day.rejected
-                    run.counts.inserted = counts.inserted
-                    run.counts.updated = counts.updated
-                    run.counts.deleted = counts.deleted
-                    run.counts.unchanged = counts.unchanged
-                    run.mark_success(conn)
+            with (
+                sync_run(
+                    engine,
+                    source=SYNC_SOURCE_FLOWER,
+                    table_name=BIDDING_TABLE,
+                    partition_key=key,
+                    run_id=context.run_id,
+                ) as run,
+                conn.begin(),
+            ):
+                counts = write_bidding_day(conn, day.sale_date, day.rows)
+                run.counts.fetched = day.served
+                run.counts.rejected = day.rejected
+                run.counts.inserted = counts.inserted
+                run.counts.updated = counts.updated
+                run.counts.deleted = counts.deleted
+                run.counts.unchanged = counts.unchanged
+                run.mark_success(conn)
             for name in totals:
                 totals[name] += getattr(counts, name)
-            per_date.append([key, counts.rows, counts.inserted, counts.updated, counts.deleted, counts.unchanged,
-                             counts.new_types, counts.new_flowers])
+            per_date.append(
+                [
+                    key,
+                    counts.rows,
+                    counts.inserted,
+                    counts.updated,
+                    counts.deleted,
+                    counts.unchanged,
+                    counts.new_types,
+                    counts.new_flowers,
+                ]
+            )
             context.add_asset_metadata({"new_types": counts.new_types}, asset_key=FLOWER_TYPES, partition_key=key)
             context.add_asset_metadata({"new_flowers": counts.new_flowers}, asset_key=FLOWERS, partition_key=key)
             top = top_by_quantity(day.rows)
@@ -137,15 +159,15 @@ def flower_tables(context: dg.AssetExecutionContext, validated, warehouse: Wareh
                     "unchanged": counts.unchanged,
                     "rejected_rows": day.rejected,
                     "source": day.source,
-                    "top_10_by_quantity": dg.MetadataValue.md(
-                        markdown_table(TOP_COLUMNS, top) if top else "no rows"
-                    ),
+                    "top_10_by_quantity": dg.MetadataValue.md(markdown_table(TOP_COLUMNS, top) if top else "no rows"),
                 },
                 asset_key=BIDDING_FLOWERS,
                 partition_key=key,
             )
             log_date(
-                context, done, len(days),
+                context,
+                done,
+                len(days),
                 f"{key}: {counts.rows} rows ({counts.inserted} new, {counts.updated} changed, {counts.deleted} gone, "
                 f"{counts.unchanged} unchanged); {counts.new_types} new 품목, {counts.new_flowers} new 품종",
             )

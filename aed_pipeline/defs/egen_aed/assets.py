@@ -14,7 +14,6 @@ The snapshot is never held whole: pages are validated one at a time into a Parqu
 streams into PostgreSQL's COPY.
 """
 
-
 from collections.abc import Iterator
 from datetime import date
 
@@ -24,8 +23,11 @@ from pydantic import Field
 from aed_pipeline.defs.shared.freshness import AED_FRESHNESS_POLICY
 from aed_pipeline.defs.shared.partitions import MAX_RUNTIME_SECONDS, MAX_RUNTIME_TAG, aed_daily_partitions
 from aed_pipeline.defs.shared.resources import EgenApiResource, RawArchiveResource, WarehouseResource
+from aed_pipeline.lib.core.errors import SourceError
+from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_EGEN, record_failed_sync, replace_rejected_records
 from aed_pipeline.lib.egen_aed.checks import IntegrityThresholds
 from aed_pipeline.lib.egen_aed.fetch import SnapshotUnavailable, fetch_snapshot, snapshot_summary
+from aed_pipeline.lib.egen_aed.validate import BLOCKING_CHECKS, validate_archived_snapshot
 from aed_pipeline.lib.egen_aed.write.apply import (
     DEFAULT_MISSING_DEVICES_GUARD,
     AedSyncResult,
@@ -37,9 +39,6 @@ from aed_pipeline.lib.egen_aed.write.apply import (
     post_write_figures,
     previous_snapshot,
 )
-from aed_pipeline.lib.egen_aed.validate import BLOCKING_CHECKS, validate_archived_snapshot
-from aed_pipeline.lib.core.errors import SourceError
-from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_EGEN, record_failed_sync, replace_rejected_records
 
 GROUP = "aed"
 EGEN_API_POOL = "egen_api"
@@ -70,12 +69,16 @@ class AedRawSnapshotConfig(dg.Config):
 
 
 class AedValidationConfig(dg.Config):
-    row_count_tolerance: float = Field(default=0.10, description="Allowed change of the row count vs the previous snapshot.")
+    row_count_tolerance: float = Field(
+        default=0.10, description="Allowed change of the row count vs the previous snapshot."
+    )
     max_null_share_increase: float = Field(default=0.05, description="Allowed increase of a key column's null share.")
     max_null_share_without_history: float = Field(
         default=0.5, description="Largest null share of a key column when there is no previous snapshot."
     )
-    min_share_inside_korea: float = Field(default=0.95, description="Smallest share of devices with coordinates inside Korea.")
+    min_share_inside_korea: float = Field(
+        default=0.95, description="Smallest share of devices with coordinates inside Korea."
+    )
     max_unknown_region_share: float = Field(
         default=0.001, description="Largest share of devices whose 시도/시군구 is not in the reference."
     )
@@ -139,8 +142,12 @@ def aed_raw_snapshot(
         # A permanent error, or a transient one that outlived every step retry: either way the
         # sync failed, and the sync log (hence the metrics and alerts) must say so, with the cause.
         record_failed_sync(
-            warehouse.engine(), source=SYNC_SOURCE_EGEN, table_name="aed_data",
-            partition_key=partition.isoformat(), run_id=context.run_id, error=exc,
+            warehouse.engine(),
+            source=SYNC_SOURCE_EGEN,
+            table_name="aed_data",
+            partition_key=partition.isoformat(),
+            run_id=context.run_id,
+            error=exc,
         )
         gave_up = f" (still failing after {context.retry_number + 1} step attempts)" if exc.transient else ""
         raise dg.Failure(
@@ -246,7 +253,12 @@ def aed_validated(
 AED_DATA_COLUMNS = dg.TableSchema(
     columns=[
         dg.TableColumn("id", "bigint", description="surrogate key"),
-        dg.TableColumn("equipment_serial", "text", description="serialSeq; unique", constraints=dg.TableColumnConstraints(nullable=False, unique=True)),
+        dg.TableColumn(
+            "equipment_serial",
+            "text",
+            description="serialSeq; unique",
+            constraints=dg.TableColumnConstraints(nullable=False, unique=True),
+        ),
         dg.TableColumn("sido", "text", description="시도 (current official name)"),
         dg.TableColumn("gugun", "text", description="시군구"),
         dg.TableColumn("jurisdiction_health_center", "text", description="보건소; FK to health_centers.name"),
@@ -266,7 +278,10 @@ AED_DATA_COLUMNS = dg.TableSchema(
             for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun", "hol")
             for edge in ("start", "end")
         ],
-        *[dg.TableColumn(f"sun_week{n}", "boolean", description=f"available on Sunday of week {n}") for n in range(1, 6)],
+        *[
+            dg.TableColumn(f"sun_week{n}", "boolean", description=f"available on Sunday of week {n}")
+            for n in range(1, 6)
+        ],
         dg.TableColumn("access_control", "text", description="derived: 24h, scheduled or unknown"),
         dg.TableColumn("operation_status", "text", description="active, or removed when soft-deleted"),
         dg.TableColumn("row_hash", "bytea", description="BLAKE2b of the device's normalised fields"),
@@ -291,7 +306,9 @@ POST_WRITE_CHECKS = {
     kinds={"postgres"},
     backfill_policy=ONE_PARTITION_PER_RUN,
     freshness_policy=AED_FRESHNESS_POLICY,
-    check_specs=[dg.AssetCheckSpec(name, asset="aed_data", description=text) for name, text in POST_WRITE_CHECKS.items()],
+    check_specs=[
+        dg.AssetCheckSpec(name, asset="aed_data", description=text) for name, text in POST_WRITE_CHECKS.items()
+    ],
     metadata={"dagster/column_schema": AED_DATA_COLUMNS, "dagster/table_name": "public.aed_data"},
     description=(
         "The current e-gen AED registry, one row per device, diff-applied in one transaction (insert, update, "
@@ -325,7 +342,13 @@ def aed_data(
     )
     context.log.info(
         "aed_data %s (%s): %d inserted, %d updated, %d deleted, %d revived, %d unchanged",
-        partition, result.mode, result.inserted, result.updated, result.deleted, result.revived, result.unchanged,
+        partition,
+        result.mode,
+        result.inserted,
+        result.updated,
+        result.deleted,
+        result.revived,
+        result.unchanged,
     )
     return dg.MaterializeResult(
         metadata={
@@ -384,12 +407,15 @@ def change_report(result: AedSyncResult) -> str:
     ]
     if result.changes:
         lines += ["", "| device | field | old → new |", "|---|---|---|"]
-        lines += [
-            f"| `{c.equipment_serial}` | {c.column} | {_cell(c.old)} → {_cell(c.new)} |" for c in result.changes
-        ]
+        lines += [f"| `{c.equipment_serial}` | {c.column} | {_cell(c.old)} → {_cell(c.new)} |" for c in result.changes]
     if result.drift:
-        lines += ["", f"Drift repaired by the reconciliation (**{result.drifted}** rows edited outside the sync, "
-                  "sample):", "", "| device | field | stored → snapshot |", "|---|---|---|"]
+        lines += [
+            "",
+            f"Drift repaired by the reconciliation (**{result.drifted}** rows edited outside the sync, sample):",
+            "",
+            "| device | field | stored → snapshot |",
+            "|---|---|---|",
+        ]
         lines += [f"| `{c.equipment_serial}` | {c.column} | {_cell(c.old)} → {_cell(c.new)} |" for c in result.drift]
     if result.inserted_examples:
         lines += ["", "New devices (sample): " + ", ".join(f"`{s}`" for s in result.inserted_examples)]

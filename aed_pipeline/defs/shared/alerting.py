@@ -14,7 +14,7 @@ across runs).
 """
 
 import json
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 import dagster as dg
@@ -30,9 +30,9 @@ from aed_pipeline.defs.shared.partitions import (
     SLOW_RUN_SECONDS,
 )
 from aed_pipeline.lib.core import settings
+from aed_pipeline.lib.core.kst import KST
 from aed_pipeline.lib.egen_aed.write.apply import MissingDevicesGuardTripped
 from aed_pipeline.lib.ops.alerting import Alert, AlertDeliveryError, AlertSink, LogSink, SlackWebhookSink, run_url
-from aed_pipeline.lib.core.kst import KST
 
 CRITICAL_INTERVAL_SECONDS = 30
 SUMMARY_INTERVAL_SECONDS = 300
@@ -52,7 +52,7 @@ RETRY_NUMBER_TAG = "dagster/retry_number"
 
 def now() -> datetime:
     """The current moment (aware); one place, so that tests can set the clock of the 09:00 summary."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class AlertSinkResource(dg.ConfigurableResource):
@@ -127,7 +127,9 @@ class _AlertFactory:
         self.run = record.dagster_run
         self.sink_resource = sink_resource
 
-    def __call__(self, severity: str, rule: str, what: str, *, asset: str | None = None, partition: str | None = None) -> Alert:
+    def __call__(
+        self, severity: str, rule: str, what: str, *, asset: str | None = None, partition: str | None = None
+    ) -> Alert:
         return Alert(
             severity=severity,
             rule=rule,
@@ -154,7 +156,9 @@ def _third_consecutive_failure(instance: dg.DagsterInstance, record) -> bool:
     finished = [
         r
         for r in instance.get_run_records(
-            RunsFilter(job_name=record.dagster_run.job_name, statuses=[DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE]),
+            RunsFilter(
+                job_name=record.dagster_run.job_name, statuses=[DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE]
+            ),
             limit=RUN_HISTORY_LIMIT,
         )
         if r.end_time is not None and r.end_time <= record.end_time
@@ -250,9 +254,7 @@ def _status_changes(instance: dg.DagsterInstance, event_type, cursor: str | None
 
 
 def _running_over_limit(instance: dg.DagsterInstance, at: datetime):
-    for record in instance.get_run_records(
-        RunsFilter(statuses=[DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING])
-    ):
+    for record in instance.get_run_records(RunsFilter(statuses=[DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING])):
         if record.start_time is not None and at.timestamp() - record.start_time > _max_runtime(record.dagster_run):
             yield record
 
@@ -334,7 +336,12 @@ def finished_run_warnings(instance: dg.DagsterInstance, run_id: str, sink_resour
             retried[entry.step_key] = retried.get(entry.step_key, 0) + 1
         for step, count in retried.items():
             warnings.append(
-                warning("warning", "retry_recovered", f"step {step} failed and succeeded on retry ({count} retries)", asset=step)
+                warning(
+                    "warning",
+                    "retry_recovered",
+                    f"step {step} failed and succeeded on retry ({count} retries)",
+                    asset=step,
+                )
             )
         if int(run.tags.get(RETRY_NUMBER_TAG, "0") or 0) > 0:
             warnings.append(
@@ -348,7 +355,9 @@ def finished_run_warnings(instance: dg.DagsterInstance, run_id: str, sink_resour
     duration = _duration(record)
     if duration is not None and SLOW_RUN_SECONDS < duration <= _max_runtime(run):
         warnings.append(
-            warning("warning", "slow_run", f"run {'succeeded' if succeeded else 'failed'} after {duration / 60:.0f} minutes")
+            warning(
+                "warning", "slow_run", f"run {'succeeded' if succeeded else 'failed'} after {duration / 60:.0f} minutes"
+            )
         )
 
     for evaluation in _check_evaluations(instance, run_id):

@@ -63,8 +63,7 @@ class PartitionedPickleIOManager(dg.ConfigurableIOManager):
             path = self._path(asset_key, key)
             if not path.exists():
                 raise FileNotFoundError(
-                    f"{asset_key.to_user_string()} has no stored value for partition {key}: "
-                    "materialise it first"
+                    f"{asset_key.to_user_string()} has no stored value for partition {key}: materialise it first"
                 )
             with path.open("rb") as handle:
                 values[key] = pickle.load(handle)

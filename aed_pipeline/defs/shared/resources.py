@@ -20,12 +20,12 @@ from sqlalchemy.engine import Engine
 
 from aed_pipeline.defs.shared.alerting import build_alert_sink
 from aed_pipeline.defs.shared.io import PartitionedPickleIOManager
+from aed_pipeline.lib.at_flower.client import AtFlowerClient
 from aed_pipeline.lib.core import settings
 from aed_pipeline.lib.core.archive import RawArchive
-from aed_pipeline.lib.at_flower.client import AtFlowerClient
-from aed_pipeline.lib.egen_aed.client import EgenClient
 from aed_pipeline.lib.core.http import RetryPolicy
 from aed_pipeline.lib.core.warehouse import redact_database_url, resolve_database_url, warehouse_engine
+from aed_pipeline.lib.egen_aed.client import EgenClient
 
 logger = logging.getLogger(__name__)
 

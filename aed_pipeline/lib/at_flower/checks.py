@@ -200,8 +200,7 @@ def find_volume_anomalies(
         ]
         if len(baseline_dates) < rule.min_history_dates:
             not_judged[sale_date] = (
-                f"{len(baseline_dates)} earlier same-weekday auction dates known, "
-                f"{rule.min_history_dates} needed"
+                f"{len(baseline_dates)} earlier same-weekday auction dates known, {rule.min_history_dates} needed"
             )
             continue
         in_settlement = rule.unsettled_days > 0 and sale_date >= unsettled_from

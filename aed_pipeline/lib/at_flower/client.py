@@ -25,9 +25,10 @@ import json
 import logging
 import random
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Callable, Iterator, Literal
+from typing import Any, Literal
 
 import httpx
 from lxml import etree
@@ -101,8 +102,7 @@ def at_flower_error(code: str, message: str, *, operation: str, page: int | None
         return SourceAuthError(f"service key not approved ({shown}); {_KEY_HINT}", **ctx)
     if code == "4":
         return SourceQuotaExceeded(
-            f"daily call quota of the aT flower service key is exhausted ({shown}); "
-            "the quota resets at midnight KST",
+            f"daily call quota of the aT flower service key is exhausted ({shown}); the quota resets at midnight KST",
             **ctx,
         )
     if code == "5":
@@ -257,10 +257,7 @@ def _parse_xml(raw: bytes, operation: str, page: int | None) -> ParsedFlowerPage
     message = (root.findtext("resultMsg") or "").strip()
     if code is not None and code.strip() != "0":
         raise at_flower_error(code.strip(), message, operation=operation, page=page)
-    records = [
-        {child.tag: child.text or "" for child in item}
-        for item in root.iterfind("items/item")
-    ]
+    records = [{child.tag: child.text or "" for child in item} for item in root.iterfind("items/item")]
     return _finish(code, message, root.findtext("numOfRows"), records, "xml", operation, page)
 
 

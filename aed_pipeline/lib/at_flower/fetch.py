@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from aed_pipeline.lib.core.archive import ArchiveError, PageSetManifest, RawArchive, utc_now_iso
 from aed_pipeline.lib.at_flower.client import FLOWER_GUBN_NAMES, AtFlowerClient, f001_operation, parse_flower_response
+from aed_pipeline.lib.core.archive import ArchiveError, PageSetManifest, RawArchive, utc_now_iso
 
 __all__ = [
     "FLOWER_ARCHIVE_SOURCE",
@@ -170,9 +170,7 @@ def archive_flower_day(
     client: AtFlowerClient, archive: RawArchive, sale_date: date, *, origin: str
 ) -> ArchivedFlowerDay:
     """Fetch and archive the four flower groups of ``sale_date``, one after the other."""
-    groups = tuple(
-        archive_flower_group(client, archive, sale_date, gubn, origin=origin) for gubn in FLOWER_GUBN_NAMES
-    )
+    groups = tuple(archive_flower_group(client, archive, sale_date, gubn, origin=origin) for gubn in FLOWER_GUBN_NAMES)
     return ArchivedFlowerDay(sale_date, groups)
 
 
@@ -257,7 +255,9 @@ def archived_flower_day(
     return ArchivedFlowerDay(sale_date, tuple(groups))
 
 
-def _iter_group_rows(archive: RawArchive, manifest: PageSetManifest, sale_date: date, flower_gubn: int) -> Iterator[tuple[Any, ...]]:
+def _iter_group_rows(
+    archive: RawArchive, manifest: PageSetManifest, sale_date: date, flower_gubn: int
+) -> Iterator[tuple[Any, ...]]:
     folder = archive.location(manifest.source, manifest.partition, manifest.page_set)
     operation = f001_operation(sale_date, flower_gubn)
     for page, raw in archive.iter_pages(manifest):

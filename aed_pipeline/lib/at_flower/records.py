@@ -137,7 +137,7 @@ class FlowerAuctionRows(pa.DataFrameModel):
     tot_qty: Series[pd.Int64Dtype] = pa.Field(nullable=False, description="totQty (속 / 분)")
 
     class Config:
-        unique = list(KEY_COLUMNS)
+        unique = list(KEY_COLUMNS)  # noqa: RUF012 (pandera reads its Config as plain class attributes)
 
     @pa.check("flower_gubn", name="known_flower_group")
     def known_flower_group(cls, series: Series[int]) -> Series[bool]:

@@ -33,7 +33,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from filelock import FileLock
@@ -51,7 +51,7 @@ class ArchiveError(Exception):
 
 
 def utc_now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)
@@ -218,8 +218,7 @@ class RawArchive:
         entry = manifest.pages.get(page)
         if entry is None:
             raise ArchiveError(
-                f"page {page} is not in the archive of {manifest.source} {manifest.partition} "
-                f"({manifest.page_set})"
+                f"page {page} is not in the archive of {manifest.source} {manifest.partition} ({manifest.page_set})"
             )
         path = self.folder(manifest.source, manifest.partition, manifest.page_set) / entry.file
         try:
@@ -229,9 +228,7 @@ class RawArchive:
         except (OSError, EOFError, gzip.BadGzipFile) as exc:
             raise ArchiveError(f"archived page {page} is corrupted (not valid gzip): {path}: {exc}") from exc
         if hashlib.sha256(raw).hexdigest() != entry.sha256:
-            raise ArchiveError(
-                f"archived page {page} is corrupted: its sha256 differs from the manifest's: {path}"
-            )
+            raise ArchiveError(f"archived page {page} is corrupted: its sha256 differs from the manifest's: {path}")
         return raw
 
     def iter_pages(self, manifest: PageSetManifest):

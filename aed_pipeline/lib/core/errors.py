@@ -15,18 +15,18 @@ message would contain the request URL, including the key).
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
 __all__ = [
-    "SOURCE_EGEN",
     "SOURCE_AT_FLOWER",
-    "SourceError",
+    "SOURCE_EGEN",
     "SourceAuthError",
+    "SourceError",
     "SourceQuotaExceeded",
-    "SourceUnavailable",
     "SourceRateLimited",
     "SourceRequestInvalid",
     "SourceResponseInvalid",
+    "SourceUnavailable",
 ]
 
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -82,13 +82,13 @@ class SourceError(Exception):
             text += f" [gave up after {self.attempts} attempt{'s' if self.attempts != 1 else ''}]"
         return text
 
-    def with_attempts(self, attempts: int) -> "SourceError":
+    def with_attempts(self, attempts: int) -> SourceError:
         """Record how many attempts were made and refresh the message (returns self)."""
         self.attempts = attempts
         self.args = (self._render(),)
         return self
 
-    def scrubbed(self, redactor: Callable[[str], str]) -> "SourceError":
+    def scrubbed(self, redactor: Callable[[str], str]) -> SourceError:
         """Pass detail and operation through ``redactor`` (defence in depth) and return self."""
         self.detail = redactor(self.detail)
         self.operation = redactor(self.operation)

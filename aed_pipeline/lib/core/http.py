@@ -20,8 +20,9 @@ import random
 import re
 import threading
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, Self, Sequence, TypeVar
+from typing import Self, TypeVar
 from urllib.parse import quote, quote_plus, unquote
 
 import httpx
@@ -38,8 +39,8 @@ __all__ = [
     "RetryPolicy",
     "SourceClient",
     "SourceHttp",
-    "build_url",
     "body_snippet",
+    "build_url",
     "normalize_service_key",
     "redact",
     "redact_url",
@@ -54,8 +55,7 @@ T = TypeVar("T")
 #: The data.go.kr gateway answers default tool user-agents (curl, python-httpx)
 #: with HTTP 400 "Request Blocked"; a fixed browser-like string gets through.
 DEFAULT_USER_AGENT = (
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
-    "(KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36"
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36"
 )
 
 _PERCENT_ESCAPE_RE = re.compile(r"%[0-9A-Fa-f]{2}")
@@ -364,19 +364,13 @@ class SourceHttp:
             response = self._client.get(url, headers=self._headers or None)
         except (httpx.UnsupportedProtocol, httpx.TooManyRedirects) as exc:
             # Configuration problems: retrying cannot help.
-            failure = SourceRequestInvalid(
-                f"request failed: {type(exc).__name__}: {self.redact(str(exc))}", **ctx
-            )
+            failure = SourceRequestInvalid(f"request failed: {type(exc).__name__}: {self.redact(str(exc))}", **ctx)
         except httpx.TimeoutException as exc:
-            failure = SourceUnavailable(
-                f"timed out: {type(exc).__name__}: {self.redact(str(exc))}", **ctx
-            )
+            failure = SourceUnavailable(f"timed out: {type(exc).__name__}: {self.redact(str(exc))}", **ctx)
         except httpx.RequestError as exc:
             # ConnectError, ReadError, RemoteProtocolError (the aT server drops TLS
             # connections intermittently), DecodingError …
-            failure = SourceUnavailable(
-                f"transport error: {type(exc).__name__}: {self.redact(str(exc))}", **ctx
-            )
+            failure = SourceUnavailable(f"transport error: {type(exc).__name__}: {self.redact(str(exc))}", **ctx)
         if failure is not None:
             raise failure
         assert response is not None
@@ -402,7 +396,7 @@ class SourceHttp:
             # the rare full garbage collection frees, with the body (MBs per page) held in it.
             response.stream = httpx.ByteStream(b"")
 
-    def __enter__(self) -> "SourceHttp":
+    def __enter__(self) -> SourceHttp:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 TIMEZONE_NAME = "Asia/Seoul"
@@ -11,4 +11,4 @@ KST = ZoneInfo(TIMEZONE_NAME)
 
 def kst_date(moment: datetime | None = None) -> date:
     """The KST calendar date of an aware moment (of now when None)."""
-    return (moment or datetime.now(timezone.utc)).astimezone(KST).date()
+    return (moment or datetime.now(UTC)).astimezone(KST).date()

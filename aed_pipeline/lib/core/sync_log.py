@@ -18,7 +18,7 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -69,7 +69,7 @@ class SyncRun:
     def __init__(self, engine: Engine, source: str, table_name: str, partition_key: str, run_id: str | None):
         self.engine = engine
         self.counts = SyncCounts()
-        self.started_at = datetime.now(timezone.utc)
+        self.started_at = datetime.now(UTC)
         # The connection holding this run's lock until close(); inserting the row and taking the
         # lock in one transaction means no one ever sees the row running without its lock held.
         self._holder = engine.connect()
@@ -142,7 +142,7 @@ class SyncRun:
 
     @property
     def duration_seconds(self) -> float:
-        return (datetime.now(timezone.utc) - self.started_at).total_seconds()
+        return (datetime.now(UTC) - self.started_at).total_seconds()
 
 
 @contextmanager
@@ -193,8 +193,13 @@ def replace_rejected_records(
         {"source": source, "partition_key": partition_key},
     )
     rows = (
-        (source, partition_key, run_id, json.dumps(record, ensure_ascii=False, default=str),
-         json.dumps(checks, ensure_ascii=False, default=str))
+        (
+            source,
+            partition_key,
+            run_id,
+            json.dumps(record, ensure_ascii=False, default=str),
+            json.dumps(checks, ensure_ascii=False, default=str),
+        )
         for record, checks in rejected
     )
     return copy_rows(conn, "rejected_records", ("source", "partition_key", "run_id", "record", "failed_checks"), rows)

@@ -18,8 +18,14 @@ import pandas as pd
 import pyarrow
 import pyarrow.compute as pa_compute
 
-from aed_pipeline.lib.egen_aed.records import CURRENT_SIDO_NAMES, KEY_COLUMNS, KOREA_LATITUDE, KOREA_LONGITUDE, region_key
 from aed_pipeline.lib.core.archive import PageSetManifest
+from aed_pipeline.lib.egen_aed.records import (
+    CURRENT_SIDO_NAMES,
+    KEY_COLUMNS,
+    KOREA_LATITUDE,
+    KOREA_LONGITUDE,
+    region_key,
+)
 
 EXAMPLES = 5
 
@@ -122,7 +128,9 @@ class SnapshotTally:
         self.inside += int(inside.sum())
         if len(self.outside_examples) < EXAMPLES:
             outside = frame.loc[~inside, ["equipment_serial", "latitude", "longitude"]].head(EXAMPLES)
-            self.outside_examples += [f"{r.equipment_serial} ({r.latitude}, {r.longitude})" for r in outside.itertuples()]
+            self.outside_examples += [
+                f"{r.equipment_serial} ({r.latitude}, {r.longitude})" for r in outside.itertuples()
+            ]
             del self.outside_examples[EXAMPLES:]
         pairs = frame[["sido", "gugun"]].dropna()
         for sido, gugun in zip(pairs["sido"].tolist(), pairs["gugun"].tolist()):
@@ -238,9 +246,8 @@ def check_column_collapse(
         description=(
             "no key column lost its values"
             if not collapsed
-            else "null share jumped in " + ", ".join(
-                f"{c} ({'?' if b is None else f'{b:.1%}'} → {a:.1%})" for c, (b, a) in collapsed.items()
-            )
+            else "null share jumped in "
+            + ", ".join(f"{c} ({'?' if b is None else f'{b:.1%}'} → {a:.1%})" for c, (b, a) in collapsed.items())
         ),
         metadata={
             "null_shares": {c: round(s, 4) for c, s in shares.items()},

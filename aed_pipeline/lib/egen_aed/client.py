@@ -26,10 +26,11 @@ import logging
 import math
 import random
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, Callable, Iterable, Iterator, Literal
+from typing import Any, Literal
 
 import httpx
 from lxml import etree
@@ -278,10 +279,7 @@ def _parse_xml(raw: bytes, operation: str, page: int | None) -> ParsedEgenPage:
     # Hot loop for 5,000-row pages: one dict comprehension per item; comments and
     # processing instructions were already dropped by the parser.  Text is kept
     # exactly as XML gives it; an empty element becomes "".
-    records = [
-        {child.tag: child.text or "" for child in item}
-        for item in body.iterfind("items/item")
-    ]
+    records = [{child.tag: child.text or "" for child in item} for item in body.iterfind("items/item")]
     return _checked(ParsedEgenPage(records, total_count, page_no, num_of_rows, "xml"), operation, page)
 
 
@@ -435,7 +433,7 @@ def served_date_header(response: httpx.Response) -> datetime | None:
         parsed = parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 class EgenClient(SourceClient):
@@ -584,9 +582,7 @@ class EgenClient(SourceClient):
             # Some gateways send the usual error envelope with 401/403/429: its code
             # is more precise than the status.
             parsed = parse_egen_response(raw, response_type=self.response_type, operation=operation, page=page_no)
-            raise SourceRequestInvalid(
-                f"HTTP {status} with a success envelope ({len(parsed.records)} items)", **ctx
-            )
+            raise SourceRequestInvalid(f"HTTP {status} with a success envelope ({len(parsed.records)} items)", **ctx)
         snippet = body_snippet(raw, 100)
         if status == 400:
             raise SourceRequestInvalid(

@@ -19,8 +19,8 @@ from datetime import date
 from typing import Protocol
 
 from aed_pipeline.lib.core.archive import PageSetManifest, RawArchive, utc_now_iso
-from aed_pipeline.lib.egen_aed.client import OPERATION_FULL_DOWN, EgenPage, page_count
 from aed_pipeline.lib.core.kst import kst_date
+from aed_pipeline.lib.egen_aed.client import OPERATION_FULL_DOWN, EgenPage, page_count
 
 logger = logging.getLogger(__name__)
 
@@ -56,9 +56,7 @@ class SnapshotFetch:
 def is_complete(manifest: PageSetManifest) -> bool:
     """Every page archived and the records adding up to the announced ``totalCount``."""
     return (
-        manifest.total_count is not None
-        and not manifest.missing_pages()
-        and manifest.records == manifest.total_count
+        manifest.total_count is not None and not manifest.missing_pages() and manifest.records == manifest.total_count
     )
 
 
@@ -133,7 +131,9 @@ def _fetch_snapshot(
             # boundaries no longer line up. Start over once, from this page's view.
             logger.warning(
                 "e-gen snapshot %s: totalCount moved from %d to %d; fetching every page again",
-                key, manifest.total_count, page.total_count,
+                key,
+                manifest.total_count,
+                page.total_count,
             )
             manifest.pages.clear()
             manifest.total_count = manifest.expected_pages = None

@@ -367,9 +367,7 @@ def failed_checks_by_row(text: pd.DataFrame) -> dict[Any, list[dict[str, Any]]]:
     except pa.errors.SchemaErrors as errors:
         failures: dict[Any, list[dict[str, Any]]] = {}
         cases = errors.failure_cases
-        for column, check, value, index in zip(
-            cases["column"], cases["check"], cases["failure_case"], cases["index"]
-        ):
+        for column, check, value, index in zip(cases["column"], cases["check"], cases["failure_case"], cases["index"]):
             if index is None or (isinstance(index, float) and math.isnan(index)):
                 # A frame-level failure (a missing column): our own mapping is broken, not a record.
                 raise

@@ -25,6 +25,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from aed_pipeline.lib.core.archive import PageSetManifest, RawArchive
 from aed_pipeline.lib.egen_aed.checks import (
     CheckOutcome,
     IntegrityThresholds,
@@ -38,12 +39,11 @@ from aed_pipeline.lib.egen_aed.checks import (
     check_row_count,
     check_unique_serials,
 )
+from aed_pipeline.lib.egen_aed.client import OPERATION_FULL_DOWN, parse_egen_response
+from aed_pipeline.lib.egen_aed.fetch import ARCHIVE_SOURCE, PAGE_SET, SnapshotUnavailable
 from aed_pipeline.lib.egen_aed.records import validate_records
 from aed_pipeline.lib.egen_aed.rows import DeviceRowsWriter, validated_rows_path
-from aed_pipeline.lib.egen_aed.fetch import ARCHIVE_SOURCE, PAGE_SET, SnapshotUnavailable
 from aed_pipeline.lib.egen_aed.write.apply import ValidatedAedSnapshot
-from aed_pipeline.lib.core.archive import PageSetManifest, RawArchive
-from aed_pipeline.lib.egen_aed.client import OPERATION_FULL_DOWN, parse_egen_response
 
 # The checks that stop the write when they fail (each is a blocking Dagster asset check).
 BLOCKING_CHECKS = (
@@ -54,6 +54,7 @@ BLOCKING_CHECKS = (
     "coordinates_inside_korea",
     "region_pairs_known",
 )
+DEFAULT_THRESHOLDS = IntegrityThresholds()
 
 Rejected = list[tuple[dict[str, Any], list[dict[str, Any]]]]
 
@@ -131,7 +132,7 @@ def validate_archived_snapshot(
     *,
     health_centers: Mapping[tuple[str, str], str],
     previous: PreviousSnapshot | None,
-    thresholds: IntegrityThresholds = IntegrityThresholds(),
+    thresholds: IntegrityThresholds = DEFAULT_THRESHOLDS,
     rows_path: str | Path | None = None,
 ) -> SnapshotValidation:
     """Parse, type and check the archived snapshot of ``partition`` (or reuse the kept result).
@@ -190,7 +191,9 @@ def _validate_pages(
     fetched = derived = 0
     with DeviceRowsWriter(rows_path) as writer:
         for page_no, raw in archive.iter_pages(manifest):
-            parsed = parse_egen_response(raw, response_type=manifest.format, operation=OPERATION_FULL_DOWN, page=page_no)
+            parsed = parse_egen_response(
+                raw, response_type=manifest.format, operation=OPERATION_FULL_DOWN, page=page_no
+            )
             result = validate_records(parsed.records, health_centers)
             writer.write(result.frame)
             tally.add(result.frame)

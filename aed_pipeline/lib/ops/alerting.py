@@ -99,9 +99,7 @@ def critical_payload(alert: Alert) -> dict[str, Any]:
             {"type": "section", "text": {"type": "mrkdwn", "text": _mrkdwn_escape(alert.what)[:2900]}},
             {
                 "type": "section",
-                "fields": [
-                    {"type": "mrkdwn", "text": f"*{name}*\n{value}"} for name, value in fields if value
-                ],
+                "fields": [{"type": "mrkdwn", "text": f"*{name}*\n{value}"} for name, value in fields if value],
             },
         ],
     }
@@ -147,7 +145,9 @@ class AlertSink(Protocol):
 class SlackWebhookSink:
     """Posts alerts to a Slack incoming webhook."""
 
-    def __init__(self, webhook_url: str, *, timeout_seconds: float = 10.0, transport: httpx.BaseTransport | None = None):
+    def __init__(
+        self, webhook_url: str, *, timeout_seconds: float = 10.0, transport: httpx.BaseTransport | None = None
+    ):
         # httpx logs every request URL at INFO; the registered secret is redacted from those lines.
         register_secret(webhook_url)
         self._url = webhook_url
@@ -175,9 +175,7 @@ class SlackWebhookSink:
         if failure:
             raise AlertDeliveryError(failure)
         if not response.is_success:
-            raise AlertDeliveryError(
-                f"the Slack webhook answered HTTP {response.status_code}: {response.text[:200]!r}"
-            )
+            raise AlertDeliveryError(f"the Slack webhook answered HTTP {response.status_code}: {response.text[:200]!r}")
 
 
 class LogSink:
@@ -192,4 +190,3 @@ class LogSink:
     def send_summary(self, day: date, warnings: Sequence[Alert]) -> None:
         lines = "\n".join(f"  {warning.line()}" for warning in warnings)
         self._log.warning(f"daily warning summary {day.isoformat()} (KST): {len(warnings)} warning(s)\n{lines}")
-

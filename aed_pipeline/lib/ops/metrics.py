@@ -29,7 +29,8 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time as clock_time
+from datetime import date, datetime
+from datetime import time as clock_time
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import sqlalchemy as sa
@@ -39,8 +40,8 @@ from prometheus_client.exposition import ThreadingWSGIServer
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from aed_pipeline.lib.at_flower.write.served import PUBLIC_TABLE
 from aed_pipeline.lib.at_flower.write.normalised import BIDDING_TABLE
+from aed_pipeline.lib.at_flower.write.served import PUBLIC_TABLE
 from aed_pipeline.lib.core.http import redact
 from aed_pipeline.lib.core.kst import KST, kst_date
 from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_EGEN, SYNC_SOURCE_FLOWER, SyncCounts
@@ -106,9 +107,7 @@ _AED_DEVICES = sa.text(
     "SELECT count(*) FILTER (WHERE deleted_at IS NULL), count(*) FILTER (WHERE deleted_at IS NOT NULL) FROM aed_data"
 )
 _AED_NEWEST_SNAPSHOT = sa.text("SELECT max(partition_date) FROM aed_snapshots")
-_FLOWER_ROWS = sa.text(
-    " UNION ALL ".join(f"SELECT '{table}', count(*) FROM {table}" for table in FLOWER_TABLES)
-)
+_FLOWER_ROWS = sa.text(" UNION ALL ".join(f"SELECT '{table}', count(*) FROM {table}" for table in FLOWER_TABLES))
 
 
 def kst_midnight(day: date) -> float:
@@ -171,8 +170,8 @@ class SyncMetricsCollector:
     def _source_families(self, spec: SyncSource, summary, errors, durations, quarantined: int) -> Iterator[Metric]:
         names = spec.label_names
         # Every known series starts at 0, so that rate() and increase() see a sync's first success or failure.
-        runs = defaultdict(int, {spec.labels(t) + (s,): 0 for t in spec.tables for s in RUN_STATUSES})
-        records = defaultdict(int, {spec.labels(t) + (s,): 0 for t in spec.tables for s in RECORD_STATUSES})
+        runs = defaultdict(int, {(*spec.labels(t), s): 0 for t in spec.tables for s in RUN_STATUSES})
+        records = defaultdict(int, {(*spec.labels(t), s): 0 for t in spec.tables for s in RECORD_STATUSES})
         running = defaultdict(int, {spec.labels(t): 0 for t in spec.tables})
         last_success: dict[tuple, float] = {}
         newest_partition: dict[tuple, float] = {}
@@ -181,11 +180,11 @@ class SyncMetricsCollector:
             if row["status"] == "running":
                 running[labels] += row["runs"]
                 continue
-            runs[labels + (row["status"],)] += row["runs"]
+            runs[(*labels, row["status"])] += row["runs"]
             if row["status"] != "success":
                 continue
             for status in RECORD_STATUSES:
-                records[labels + (status,)] += row[status]
+                records[(*labels, status)] += row[status]
             last_success[labels] = max(last_success.get(labels, 0.0), row["last_finished"].timestamp())
             newest = kst_midnight(date.fromisoformat(row["newest_partition"]))
             newest_partition[labels] = max(newest_partition.get(labels, 0.0), newest)
@@ -200,7 +199,7 @@ class SyncMetricsCollector:
         )
         error_counts: dict[tuple, int] = defaultdict(int)
         for row in errors:
-            error_counts[spec.labels(row["table_name"]) + (row["error_type"],)] += row["runs"]
+            error_counts[(*spec.labels(row["table_name"]), row["error_type"])] += row["runs"]
         yield _counter(f"{spec.prefix}_errors", "failed table syncs by error type", [*names, "type"], error_counts)
         yield _gauge(
             f"{spec.prefix}_last_success_timestamp",
@@ -267,11 +266,11 @@ def _filled(family: CounterMetricFamily | GaugeMetricFamily, values: dict[tuple,
 def _histogram(spec: SyncSource, rows) -> HistogramMetricFamily:
     """The duration histogram from the per-bound counts; sources without ``table`` sum over tables."""
     bucket_counts: dict[tuple, dict[float, int]] = {
-        spec.labels(t) + ("success",): {b: 0 for b in DURATION_BUCKETS} for t in spec.tables
+        (*spec.labels(t), "success"): {b: 0 for b in DURATION_BUCKETS} for t in spec.tables
     }
     totals: dict[tuple, list[float]] = {labels: [0, 0.0] for labels in bucket_counts}
     for row in rows:
-        labels = spec.labels(row["table_name"]) + (row["status"],)
+        labels = (*spec.labels(row["table_name"]), row["status"])
         buckets = bucket_counts.setdefault(labels, {b: 0 for b in DURATION_BUCKETS})
         buckets[row["bound"]] += row["le_count"]
         if row["bound"] == DURATION_BUCKETS[0]:  # total and sum repeat on every bound's row: take them once
@@ -300,7 +299,7 @@ def _bound(value: float) -> str:
 class _QuietHandler(WSGIRequestHandler):
     """No stderr line per scrape: Prometheus scrapes every 15 to 60 seconds, forever."""
 
-    def log_message(self, format, *args) -> None:  # noqa: A002 - the signature of the base class
+    def log_message(self, format, *args) -> None:
         pass
 
 
@@ -318,7 +317,7 @@ class MetricsServer:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}/metrics"
 
-    def start(self) -> "MetricsServer":
+    def start(self) -> MetricsServer:
         """Serve in a background thread."""
         self._thread = threading.Thread(target=self._server.serve_forever, name="metrics-server", daemon=True)
         self._thread.start()
@@ -339,7 +338,7 @@ class MetricsServer:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
-    def __enter__(self) -> "MetricsServer":
+    def __enter__(self) -> MetricsServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -31,8 +31,7 @@ def _device_columns() -> list[sa.Column]:
         for edge in ("start", "end")
     ]
     sunday_weeks = [
-        sa.Column(f"sun_week{n}", sa.Boolean, comment=f"available on the {n}. Sunday of the month")
-        for n in range(1, 6)
+        sa.Column(f"sun_week{n}", sa.Boolean, comment=f"available on the {n}. Sunday of the month") for n in range(1, 6)
     ]
     return [
         sa.Column("equipment_serial", sa.Text, nullable=False, comment="serialSeq"),
@@ -82,8 +81,7 @@ def upgrade() -> None:
     )
     with REFERENCE_CSV.open(encoding="utf-8", newline="") as handle:
         rows = [
-            {"sido": row["sido"], "gugun": row["gugun"], "name": row["health_center"]}
-            for row in csv.DictReader(handle)
+            {"sido": row["sido"], "gugun": row["gugun"], "name": row["health_center"]} for row in csv.DictReader(handle)
         ]
     op.bulk_insert(health_centers, rows)
 

@@ -31,12 +31,16 @@ _NOT_DEVICE_FIELDS = ("id", "valid_from", "valid_to", "recorded_at")
 
 
 def _device_columns() -> list[str]:
-    rows = op.get_bind().execute(
-        sa.text(
-            "SELECT column_name FROM information_schema.columns "
-            "WHERE table_schema = current_schema() AND table_name = 'aed_data_history' ORDER BY ordinal_position"
+    rows = (
+        op.get_bind()
+        .execute(
+            sa.text(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = current_schema() AND table_name = 'aed_data_history' ORDER BY ordinal_position"
+            )
         )
-    ).scalars()
+        .scalars()
+    )
     return [c for c in rows if c not in _NOT_DEVICE_FIELDS]
 
 

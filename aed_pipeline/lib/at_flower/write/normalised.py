@@ -27,7 +27,14 @@ from sqlalchemy.engine import Connection
 from aed_pipeline.lib.at_flower.checks import GroupVolume
 from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_FLOWER, copy_rows, synced_partitions
 
-__all__ = ["TOP_COLUMNS", "BiddingDayCounts", "known_volumes", "table_row_counts", "top_by_quantity", "write_bidding_day"]
+__all__ = [
+    "TOP_COLUMNS",
+    "BiddingDayCounts",
+    "known_volumes",
+    "table_row_counts",
+    "top_by_quantity",
+    "write_bidding_day",
+]
 
 BIDDING_TABLE = "bidding_flowers"
 # The first key of the advisory lock that serialises writes of one sale date (the second key is the
@@ -35,10 +42,28 @@ BIDDING_TABLE = "bidding_flowers"
 DAY_LOCK_CLASS = 7312
 _STAGING = "flower_bidding_staging"
 _STAGING_COLUMNS = (
-    "flower_gubn", "pum_name", "good_name", "grade", "min_price", "avg_price", "max_price", "total_amount", "quantity",
+    "flower_gubn",
+    "pum_name",
+    "good_name",
+    "grade",
+    "min_price",
+    "avg_price",
+    "max_price",
+    "total_amount",
+    "quantity",
 )
 # Typed frame column for each staging column.
-_FRAME_COLUMNS = ("flower_gubn", "pum_name", "good_name", "lv_nm", "min_amt", "avg_amt", "max_amt", "tot_amt", "tot_qty")
+_FRAME_COLUMNS = (
+    "flower_gubn",
+    "pum_name",
+    "good_name",
+    "lv_nm",
+    "min_amt",
+    "avg_amt",
+    "max_amt",
+    "tot_amt",
+    "tot_qty",
+)
 
 # Created once per connection; ON COMMIT DELETE ROWS empties it after every date's transaction
 # (PostgreSQL skips that for transactions that never touched a temporary table).
@@ -147,7 +172,7 @@ TOP_COLUMNS = ("품목", "품종", "등급", "quantity", "avg_price", "total_amo
 def top_by_quantity(rows: pd.DataFrame, limit: int = 10) -> list[tuple]:
     """The ``limit`` largest rows of a day by quantity (ties by name), as
     :data:`TOP_COLUMNS` tuples, for the materialisation's preview."""
-    gubn, pum, good, grade, _min, avg, _max, total, quantity = _columns(rows)
+    _gubn, pum, good, grade, _min, avg, _max, total, quantity = _columns(rows)
     return heapq.nsmallest(
         limit,
         zip(pum, good, grade, quantity, avg, total),

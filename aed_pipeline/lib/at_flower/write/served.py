@@ -98,6 +98,4 @@ def read_public_rows(conn: Connection, first: date, last: date) -> pd.DataFrame:
         cursor.execute(_READ_RANGE, (first, last))
         rows = cursor.fetchall()
     columns = list(zip(*rows)) if rows else [()] * len(PUBLIC_FRAME_COLUMNS)
-    return pd.DataFrame(
-        {name: pd.Series(values, dtype=object) for name, values in zip(PUBLIC_FRAME_COLUMNS, columns)}
-    )
+    return pd.DataFrame({name: pd.Series(values, dtype=object) for name, values in zip(PUBLIC_FRAME_COLUMNS, columns)})

@@ -40,10 +40,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_EGEN, sync_run
 from aed_pipeline.lib.egen_aed.checks import PreviousSnapshot
 from aed_pipeline.lib.egen_aed.records import DEVICE_COLUMNS, PERSONAL_COLUMNS
 from aed_pipeline.lib.egen_aed.rows import copy_device_rows
-from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_EGEN, sync_run
 
 # An arbitrary constant: the key of the advisory lock that serialises AED syncs.
 AED_SYNC_LOCK_KEY = 7_310_052_618
@@ -182,11 +182,15 @@ def apply_snapshot(
                 result.history_closed = _close_versions(conn, partition, diff)
                 _apply_current(conn, partition, newest, result, diff, change_sample, reconcile, first_load)
                 rejoined = (
-                    _rejoin_versions(conn, partition) if partition == newest and (diff["changed"] or diff["revived"]) else 0
+                    _rejoin_versions(conn, partition)
+                    if partition == newest and (diff["changed"] or diff["revived"])
+                    else 0
                 )
                 result.history_opened = result.inserted + result.updated + result.revived - rejoined
             else:
-                _history_with_open_versions(conn, partition, next_observed, result, missing_devices_guard, change_sample)
+                _history_with_open_versions(
+                    conn, partition, next_observed, result, missing_devices_guard, change_sample
+                )
             _record_snapshot(conn, snapshot, run_id)
             result.newest_applied = max(partition, newest) if newest else partition
             run.counts.inserted = result.inserted
@@ -346,9 +350,13 @@ def _changed_ids(conn: Connection, diff: dict[str, int], limit: int) -> str:
     """A ``where`` for :func:`_sample_changes`: the first ``limit`` changed devices by serial."""
     if not diff["changed"] or limit <= 0:
         return "false"
-    ids = conn.execute(
-        sa.text("SELECT id FROM aed_diff WHERE kind = 'changed' ORDER BY equipment_serial LIMIT :n"), {"n": limit}
-    ).scalars().all()
+    ids = (
+        conn.execute(
+            sa.text("SELECT id FROM aed_diff WHERE kind = 'changed' ORDER BY equipment_serial LIMIT :n"), {"n": limit}
+        )
+        .scalars()
+        .all()
+    )
     return f"a.id IN ({', '.join(str(int(i)) for i in ids)})"
 
 
@@ -399,7 +407,10 @@ def _apply_current(
     first_load: bool,
 ) -> None:
     result.inserted, result.revived, result.updated, result.unchanged = (
-        diff["new"], diff["revived"], diff["changed"], diff["same"]
+        diff["new"],
+        diff["revived"],
+        diff["changed"],
+        diff["same"],
     )
     if reconcile:
         result.drifted = conn.execute(
@@ -408,18 +419,24 @@ def _apply_current(
         result.unchanged -= result.drifted
     if result.inserted:
         new = "aed_stage" if first_load else "aed_diff WHERE kind = 'new'"
-        result.inserted_examples = conn.execute(
-            sa.text(f"SELECT equipment_serial FROM {new} ORDER BY 1 LIMIT :n"), {"n": sample}
-        ).scalars().all()
+        result.inserted_examples = (
+            conn.execute(sa.text(f"SELECT equipment_serial FROM {new} ORDER BY 1 LIMIT :n"), {"n": sample})
+            .scalars()
+            .all()
+        )
     if diff["gone"]:
-        deleted = conn.execute(
-            sa.text(
-                "UPDATE aed_data a SET deleted_at = now(), operation_status = 'removed', "
-                "last_seen = COALESCE(CAST(:previous AS date), a.last_seen), updated_at = now() "
-                "FROM aed_diff d WHERE a.id = d.id AND d.kind = 'gone' RETURNING a.equipment_serial"
-            ),
-            {"previous": previous_newest if previous_newest and previous_newest < partition else None},
-        ).scalars().all()
+        deleted = (
+            conn.execute(
+                sa.text(
+                    "UPDATE aed_data a SET deleted_at = now(), operation_status = 'removed', "
+                    "last_seen = COALESCE(CAST(:previous AS date), a.last_seen), updated_at = now() "
+                    "FROM aed_diff d WHERE a.id = d.id AND d.kind = 'gone' RETURNING a.equipment_serial"
+                ),
+                {"previous": previous_newest if previous_newest and previous_newest < partition else None},
+            )
+            .scalars()
+            .all()
+        )
         result.deleted = len(deleted)
         result.deleted_examples = sorted(deleted)[:sample]
     if result.updated or result.revived or result.drifted:
@@ -437,8 +454,10 @@ def _apply_current(
         )
     if result.inserted:
         # When every staged row is new (a first load), no need to look each one up in aed_diff.
-        only_new = "" if diff["revived"] + diff["changed"] + diff["same"] == 0 else (
-            " WHERE s.equipment_serial IN (SELECT equipment_serial FROM aed_diff WHERE kind = 'new')"
+        only_new = (
+            ""
+            if diff["revived"] + diff["changed"] + diff["same"] == 0
+            else (" WHERE s.equipment_serial IN (SELECT equipment_serial FROM aed_diff WHERE kind = 'new')")
         )
         conn.execute(
             sa.text(
@@ -490,9 +509,7 @@ def _apply_history(conn: Connection, partition: date, next_observed: date | None
         sa.text("DELETE FROM aed_data_history h USING aed_stale t WHERE h.id = t.id AND t.valid_from = :d"), params
     ).rowcount
     closed = conn.execute(
-        sa.text(
-            "UPDATE aed_data_history h SET valid_to = :d FROM aed_stale t WHERE h.id = t.id AND t.valid_from < :d"
-        ),
+        sa.text("UPDATE aed_data_history h SET valid_to = :d FROM aed_stale t WHERE h.id = t.id AND t.valid_from < :d"),
         params,
     ).rowcount
     # A new version ends where the device's next version begins; only a backfill has later versions,
