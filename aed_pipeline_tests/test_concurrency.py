@@ -27,9 +27,10 @@ from aed_pipeline.defs.shared.resources import EgenApiResource
 from aed_pipeline.lib.at_flower.fetch import archived_public_rows
 from aed_pipeline.lib.at_flower.write.served import replace_public_slice
 from aed_pipeline.lib.core.archive import RawArchive
+from aed_pipeline.lib.core.locks import AED_SYNC
 from aed_pipeline.lib.core.warehouse import warehouse_engine
 from aed_pipeline.lib.egen_aed.fetch import ARCHIVE_SOURCE, PAGE_SET, fetch_snapshot
-from aed_pipeline.lib.egen_aed.write.apply import AED_SYNC_LOCK_KEY, apply_snapshot
+from aed_pipeline.lib.egen_aed.write.apply import apply_snapshot
 from aed_pipeline.simulator import Simulator, SimulatorServer
 from aed_pipeline_tests.flower_support import KEY, SETTLED, flower_resources, run
 from aed_pipeline_tests.reliability_support import (
@@ -175,7 +176,7 @@ def test_two_syncs_of_the_same_aed_partition_at_once_apply_it_once(world) -> Non
         def hold_until_the_second_waits(conn) -> None:
             # The first sync holds the lock (mid-transaction) until the second is seen waiting for it.
             first_staged.set()
-            wait_until(lambda: _waiting_on_advisory_lock(engine, AED_SYNC_LOCK_KEY), timeout=30)
+            wait_until(lambda: _waiting_on_advisory_lock(engine, AED_SYNC.id), timeout=30)
 
         with ThreadPoolExecutor(2) as pool:
             first = pool.submit(apply_snapshot, engine, world.next, after_stage=hold_until_the_second_waits)

@@ -8,15 +8,14 @@ run over one partition it stores and returns the value itself.
 
 from __future__ import annotations
 
-import os
 import pickle
-import uuid
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
 from aed_pipeline.lib.core import settings
+from aed_pipeline.lib.core.files import AtomicFile
 
 
 class PartitionedPickleIOManager(dg.ConfigurableIOManager):
@@ -48,12 +47,8 @@ class PartitionedPickleIOManager(dg.ConfigurableIOManager):
                 )
             values = obj
         for key, value in values.items():
-            path = self._path(context.asset_key, key)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-            with temporary.open("wb") as handle:
+            with AtomicFile(self._path(context.asset_key, key)) as file, file.temporary.open("wb") as handle:
                 pickle.dump(value, handle, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(temporary, path)
 
     def load_input(self, context: dg.InputContext) -> Any:
         asset_key = context.upstream_output.asset_key if context.upstream_output else context.asset_key

@@ -29,7 +29,6 @@ import gzip
 import hashlib
 import json
 import os
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -38,6 +37,8 @@ from typing import Any
 
 from filelock import FileLock
 from upath import UPath
+
+from aed_pipeline.lib.core.files import write_atomically
 
 MANIFEST_NAME = "manifest.json"
 LOCK_NAME = ".lock"
@@ -174,7 +175,7 @@ class RawArchive:
 
     def write_manifest(self, manifest: PageSetManifest) -> None:
         folder = self.folder(manifest.source, manifest.partition, manifest.page_set)
-        self._write_atomically(folder, MANIFEST_NAME, manifest.to_json().encode("utf-8"))
+        write_atomically(folder / MANIFEST_NAME, manifest.to_json().encode("utf-8"))
 
     def discard(self, source: str, partition: str, page_set: str) -> None:
         """Forget a page set (its manifest); the content-hashed page files may stay."""
@@ -198,7 +199,8 @@ class RawArchive:
         name = f"page-{page:05d}-{sha[:16]}.{manifest.format}.gz"
         compressed = gzip.compress(raw, compresslevel=COMPRESS_LEVEL, mtime=0)
         folder = self.folder(manifest.source, manifest.partition, manifest.page_set)
-        self._write_atomically(folder, name, compressed)
+        # Always (re)written, even when a content-hashed name exists: a damaged file is replaced.
+        write_atomically(folder / name, compressed)
         entry = ArchivedPage(
             page=page,
             file=name,
@@ -235,11 +237,3 @@ class RawArchive:
         """``(page number, original bytes)`` for every archived page, in page order."""
         for page in sorted(manifest.pages):
             yield page, self.read_page(manifest, page)
-
-    @staticmethod
-    def _write_atomically(folder: UPath, name: str, data: bytes) -> None:
-        # Always (re)written, even when a content-hashed name exists: a damaged file is replaced.
-        folder.mkdir(parents=True, exist_ok=True)
-        temporary = folder / f".{name}.{uuid.uuid4().hex}.tmp"
-        temporary.write_bytes(data)
-        temporary.rename(folder / name)

@@ -15,26 +15,26 @@ Every new sync first marks the ``running`` rows whose lock is free as failed (``
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from psycopg import sql
 from sqlalchemy.engine import Connection, Engine
+
+from aed_pipeline.lib.core import locks
+from aed_pipeline.lib.core.warehouse import copy_into
 
 # The ``source`` column of sync_runs and rejected_records.
 SYNC_SOURCE_EGEN = "egen_aed"
 SYNC_SOURCE_FLOWER = "at_flower"
 
-# The first key of the advisory lock the owner of a running sync_runs row holds on it (the second
-# key is the row's id); an arbitrary constant, in the two-key space, apart from the one-key locks.
-SYNC_RUN_LOCK_CLASS = 7310
+SYNC_RUN_LOCK_CLASS = locks.SYNC_RUN.id
 ABANDONED_ERROR_TYPE = "Abandoned"
 # The lock's second key: the row's id, folded into the lock function's integer range.
-_RUN_LOCK_ID = "CAST({} % 2147483647 AS integer)"
+_RUN_LOCK_ID = f"CAST({{}} % {locks.KEY_RANGE} AS integer)"
 # A running row whose lock can be taken has no live owner: its process ended without an outcome.
 _MARK_ABANDONED = sa.text(
     "UPDATE sync_runs SET status = 'failed', finished_at = clock_timestamp(), error_type = :error_type, "
@@ -202,25 +202,7 @@ def replace_rejected_records(
         )
         for record, checks in rejected
     )
-    return copy_rows(conn, "rejected_records", ("source", "partition_key", "run_id", "record", "failed_checks"), rows)
-
-
-def copy_rows(conn: Connection, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
-    """COPY rows into ``table`` through the connection's psycopg 3 driver; returns the row count.
-
-    Identifiers are quoted by psycopg; values travel in COPY's own format, never inside SQL text.
-    """
-    statement = sql.SQL("COPY {table} ({columns}) FROM STDIN").format(
-        table=sql.Identifier(*table.split(".")),
-        columns=sql.SQL(", ").join(sql.Identifier(c) for c in columns),
-    )
-    count = 0
-    driver = conn.connection.driver_connection
-    with driver.cursor() as cursor, cursor.copy(statement) as copy:
-        for row in rows:
-            copy.write_row(row)
-            count += 1
-    return count
+    return copy_into(conn, "rejected_records", ("source", "partition_key", "run_id", "record", "failed_checks"), rows)
 
 
 def synced_partitions(conn: Connection, *, source: str, table_name: str, first: date, last: date) -> set[date]:

@@ -1,4 +1,4 @@
-"""The PostgreSQL warehouse: which database, an engine on psycopg 3, and its schema.
+"""The PostgreSQL warehouse: which database, an engine on psycopg 3, its schema, and bulk loading (COPY).
 
 ``AED_PIPELINE_DATABASE_URL`` names an external database; without it the embedded server under
 ``AED_PIPELINE_HOME`` is used. Either way the schema is brought to the newest Alembic revision before
@@ -8,23 +8,27 @@ first use, under a PostgreSQL advisory lock so that concurrent Dagster steps mig
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy.engine import Engine, make_url
+from psycopg import sql
+from psycopg.copy import QueuedLibpqWriter
+from sqlalchemy.engine import Connection, Engine, make_url
 
+from aed_pipeline.lib.core import locks
 from aed_pipeline.lib.core.embedded_postgres import ensure_embedded_postgres
 
 logger = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
-# An arbitrary constant: the key of the advisory lock that serialises schema migrations.
-MIGRATION_LOCK_KEY = 7_310_052_617
 
 
 def resolve_database_url(database_url: str | None, home: Path) -> str:
@@ -72,7 +76,7 @@ def downgrade_schema(engine: Engine, revision: str = "base") -> None:
 def _migrate(engine: Engine, alembic_command, revision: str) -> None:
     # One transaction holding the advisory lock: a second migrator waits, then finds nothing to do.
     with engine.begin() as conn:
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        locks.hold_for_transaction(conn, locks.SCHEMA_MIGRATION)
         config = alembic_config()
         config.attributes["connection"] = conn
         alembic_command(config, revision)
@@ -99,3 +103,41 @@ def warehouse_engine(url: str) -> Engine:
         logger.info("migrating %s to %s", redact_database_url(url), head_revision())
         upgrade_schema(engine)
     return engine
+
+
+# -- bulk loading -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CsvChunks:
+    """Rows already rendered as PostgreSQL CSV (e.g. by Arrow's C++ writer), streamed chunk by chunk:
+    the fast path for a large typed file, with no Python object per value."""
+
+    chunks: Iterable[bytes]
+
+
+def copy_into(conn: Connection, table: str, columns: Sequence[str], data: Iterable[Sequence[Any]] | CsvChunks) -> int:
+    """COPY ``data`` into ``table`` (``schema.table`` allowed) through the connection's psycopg 3
+    driver, inside the caller's transaction; returns the row count.
+
+    ``data`` is rows of Python values (COPY's text format, adapted by psycopg) or :class:`CsvChunks`.
+    Identifiers are quoted by psycopg; values travel in COPY's own format, never inside SQL text.
+    CSV chunks are sent by a writer thread while the next one is produced.
+    """
+    csv = isinstance(data, CsvChunks)
+    statement = sql.SQL("COPY {table} ({columns}) FROM STDIN" + (" (FORMAT csv)" if csv else "")).format(
+        table=sql.Identifier(*table.split(".")),
+        columns=sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+    )
+    driver = conn.connection.driver_connection
+    assert driver is not None, "the connection is closed"
+    with driver.cursor() as cursor:
+        writer = QueuedLibpqWriter(cursor) if csv else None
+        with cursor.copy(statement, writer=writer) as copy:
+            if isinstance(data, CsvChunks):
+                for chunk in data.chunks:
+                    copy.write(chunk)
+            else:
+                for row in data:
+                    copy.write_row(row)
+        return cursor.rowcount

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,11 +21,9 @@ import pandas as pd
 import pyarrow
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
-from psycopg import sql
-from psycopg.copy import QueuedLibpqWriter
-from sqlalchemy.engine import Connection
 
 from aed_pipeline.lib.core import settings
+from aed_pipeline.lib.core.files import AtomicFile
 from aed_pipeline.lib.egen_aed.records import DEVICE_COLUMNS, SUNDAY_WEEK_COLUMNS
 
 _FLOAT_COLUMNS = ("latitude", "longitude")
@@ -60,9 +57,8 @@ class DeviceRowsWriter:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._temporary = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}.tmp")
-        self._writer = pq.ParquetWriter(self._temporary, ROWS_SCHEMA, compression="snappy")
+        self._file = AtomicFile(self.path)
+        self._writer = pq.ParquetWriter(self._file.temporary, ROWS_SCHEMA, compression="snappy")
         self.rows = 0
 
     def write(self, frame: pd.DataFrame) -> None:
@@ -74,11 +70,11 @@ class DeviceRowsWriter:
     def close(self) -> None:
         """Finish the file and move it to its final name."""
         self._writer.close()
-        os.replace(self._temporary, self.path)
+        self._file.publish()
 
     def abort(self) -> None:
         self._writer.close()
-        self._temporary.unlink(missing_ok=True)
+        self._file.discard()
 
     def __enter__(self) -> DeviceRowsWriter:
         return self
@@ -98,7 +94,8 @@ def iter_row_batches(path: str | os.PathLike[str]) -> Iterator[pyarrow.RecordBat
 
 
 def csv_chunks(path: str | os.PathLike[str]) -> Iterator[bytes]:
-    """The rows as PostgreSQL CSV (``DEVICE_COLUMNS`` order, bytea as ``\\x`` hex), a page at a time."""
+    """The rows as PostgreSQL CSV (``DEVICE_COLUMNS`` order, bytea as ``\\x`` hex), a page at a time: what the
+    sync streams into COPY (``copy_into`` with ``CsvChunks``), written by Arrow's C++ writer in one pass per page."""
     for batch in iter_row_batches(path):
         hashes = batch.column("row_hash").to_pylist()
         hex_hashes = pyarrow.array([None if h is None else "\\x" + h.hex() for h in hashes], pyarrow.string())
@@ -106,22 +103,6 @@ def csv_chunks(path: str | os.PathLike[str]) -> Iterator[bytes]:
         buffer = io.BytesIO()
         pa_csv.write_csv(batch, buffer, _CSV_OPTIONS)
         yield buffer.getvalue()
-
-
-def copy_device_rows(conn: Connection, table: str, path: str | os.PathLike[str]) -> None:
-    """COPY the file's rows into ``table`` (which has the ``DEVICE_COLUMNS``) through psycopg 3, a page at a time.
-
-    CSV written by Arrow's C++ writer: one pass per page, no Python object per value. A writer
-    thread sends each page while the next one is converted.
-    """
-    statement = sql.SQL("COPY {table} ({columns}) FROM STDIN (FORMAT csv)").format(
-        table=sql.Identifier(table),
-        columns=sql.SQL(", ").join(sql.Identifier(c) for c in DEVICE_COLUMNS),
-    )
-    driver = conn.connection.driver_connection
-    with driver.cursor() as cursor, cursor.copy(statement, writer=QueuedLibpqWriter(cursor)) as copy:
-        for chunk in csv_chunks(path):
-            copy.write(chunk)
 
 
 def read_device_rows(path: str | os.PathLike[str]) -> Iterator[tuple[Any, ...]]:

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -26,6 +24,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from aed_pipeline.lib.core.archive import PageSetManifest, RawArchive
+from aed_pipeline.lib.core.files import write_atomically
 from aed_pipeline.lib.egen_aed.checks import (
     CheckOutcome,
     IntegrityThresholds,
@@ -152,7 +151,7 @@ def validate_archived_snapshot(
     reused = validated is not None
     if validated is None:
         validated = _validate_pages(archive, manifest, health_centers, rows_path, key)
-        _write_atomically(summary_path, validated.to_json())
+        write_atomically(summary_path, validated.to_json().encode("utf-8"))
     figures = validated.figures
     profile = figures.profile()
     checks = [
@@ -211,9 +210,3 @@ def _kept(rows_path: Path, summary_path: Path, key: str) -> _Validated | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return validated if validated.key == key and rows == validated.figures.rows else None
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)

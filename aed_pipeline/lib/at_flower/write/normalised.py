@@ -25,7 +25,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from aed_pipeline.lib.at_flower.checks import GroupVolume
-from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_FLOWER, copy_rows, synced_partitions
+from aed_pipeline.lib.core import locks
+from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_FLOWER, synced_partitions
+from aed_pipeline.lib.core.warehouse import copy_into
 
 __all__ = [
     "TOP_COLUMNS",
@@ -37,9 +39,6 @@ __all__ = [
 ]
 
 BIDDING_TABLE = "bidding_flowers"
-# The first key of the advisory lock that serialises writes of one sale date (the second key is the
-# date's ordinal); an arbitrary constant in the two-key space.
-DAY_LOCK_CLASS = 7312
 _STAGING = "flower_bidding_staging"
 _STAGING_COLUMNS = (
     "flower_gubn",
@@ -144,12 +143,9 @@ def write_bidding_day(conn: Connection, sale_date: date, rows: pd.DataFrame) -> 
     (valid typed rows of that date, plain int64/str columns), in the caller's transaction."""
     # Two runs of one date at once wait for each other, so the second diffs against the first's
     # committed result (and their upserts cannot deadlock on rows taken in different orders).
-    conn.execute(
-        sa.text("SELECT pg_advisory_xact_lock(:lock_class, :day)"),
-        {"lock_class": DAY_LOCK_CLASS, "day": sale_date.toordinal()},
-    )
+    locks.hold_for_transaction(conn, locks.FLOWER_NORMALISED_DAY, sale_date.toordinal())
     conn.execute(_CREATE_STAGING)
-    staged = copy_rows(conn, _STAGING, _STAGING_COLUMNS, zip(*_columns(rows)))
+    staged = copy_into(conn, _STAGING, _STAGING_COLUMNS, zip(*_columns(rows)))
     new_types = conn.execute(_INSERT_TYPES).rowcount
     new_flowers = conn.execute(_INSERT_FLOWERS).rowcount
     resolved, inserted, updated, deleted = conn.execute(_SYNC_SLICE, {"sale_date": sale_date}).one()

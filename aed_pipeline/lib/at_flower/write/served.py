@@ -18,14 +18,13 @@ from psycopg import sql as psycopg_sql
 from sqlalchemy.engine import Connection
 
 from aed_pipeline.lib.at_flower.fetch import PUBLIC_ROW_COLUMNS
-from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_FLOWER, copy_rows, synced_partitions
+from aed_pipeline.lib.core import locks
+from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_FLOWER, synced_partitions
+from aed_pipeline.lib.core.warehouse import copy_into
 
 __all__ = ["PUBLIC_TABLE", "PublicSliceCounts", "loaded_sale_dates", "read_public_rows", "replace_public_slice"]
 
 PUBLIC_TABLE = "public_bidding_flowers"
-# The first key of the advisory lock that serialises writes of one sale date's slice (the second
-# key is the date's ordinal); an arbitrary constant in the two-key space.
-SLICE_LOCK_CLASS = 7311
 
 #: The columns the validation reads back: the request's date and group, the served text, the position.
 PUBLIC_FRAME_COLUMNS = (
@@ -67,14 +66,11 @@ def replace_public_slice(conn: Connection, sale_date: date, rows: Sequence[Seque
     # Two runs of one date at once: the second's DELETE cannot see the first's uncommitted rows, so
     # its COPY would collide with them on the slice's unique key and fail with a duplicate-key
     # error once the first commits. It waits for the first instead, then replaces its slice.
-    conn.execute(
-        sa.text("SELECT pg_advisory_xact_lock(:lock_class, :day)"),
-        {"lock_class": SLICE_LOCK_CLASS, "day": sale_date.toordinal()},
-    )
+    locks.hold_for_transaction(conn, locks.FLOWER_SERVED_SLICE, sale_date.toordinal())
     deleted = conn.execute(
         sa.text(f"DELETE FROM {PUBLIC_TABLE} WHERE sale_date = :sale_date"), {"sale_date": sale_date}
     ).rowcount
-    inserted = copy_rows(conn, PUBLIC_TABLE, PUBLIC_ROW_COLUMNS, rows)
+    inserted = copy_into(conn, PUBLIC_TABLE, PUBLIC_ROW_COLUMNS, rows)
     return PublicSliceCounts(deleted=deleted, inserted=inserted)
 
 

@@ -40,13 +40,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from aed_pipeline.lib.core import locks
 from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_EGEN, sync_run
+from aed_pipeline.lib.core.warehouse import CsvChunks, copy_into
 from aed_pipeline.lib.egen_aed.checks import PreviousSnapshot
 from aed_pipeline.lib.egen_aed.records import DEVICE_COLUMNS, PERSONAL_COLUMNS
-from aed_pipeline.lib.egen_aed.rows import copy_device_rows
+from aed_pipeline.lib.egen_aed.rows import csv_chunks
 
-# An arbitrary constant: the key of the advisory lock that serialises AED syncs.
-AED_SYNC_LOCK_KEY = 7_310_052_618
 DEFAULT_MISSING_DEVICES_GUARD = 0.05
 
 _COLUMNS = ", ".join(DEVICE_COLUMNS)
@@ -159,7 +159,7 @@ def apply_snapshot(
         run.counts.rejected = snapshot.rejected
         started = time.perf_counter()
         with engine.begin() as conn:
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": AED_SYNC_LOCK_KEY})
+            locks.hold_for_transaction(conn, locks.AED_SYNC)
             # A first load has nothing to compare with: every staged row is new, and neither the diff
             # nor the stage's index and statistics (there only for the diff's joins) are needed.
             first_load = not conn.execute(sa.text("SELECT EXISTS (SELECT 1 FROM aed_data)")).scalar_one()
@@ -215,7 +215,7 @@ def _stage(conn: Connection, rows_path: str, *, for_diff: bool) -> None:
     conn.execute(
         sa.text(f"CREATE TEMPORARY TABLE aed_stage ON COMMIT DROP AS SELECT {_COLUMNS} FROM aed_data WITH NO DATA")
     )
-    copy_device_rows(conn, "aed_stage", rows_path)
+    copy_into(conn, "aed_stage", DEVICE_COLUMNS, CsvChunks(csv_chunks(rows_path)))
     if not for_diff:
         return
     conn.execute(sa.text("CREATE UNIQUE INDEX ON aed_stage (equipment_serial)"))
