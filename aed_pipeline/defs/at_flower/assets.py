@@ -27,6 +27,7 @@ from aed_pipeline.defs.at_flower.reporting import (
     markdown_table,
     run_sale_dates,
 )
+from aed_pipeline.defs.shared.failures import StepRetryConfig, retry_or_fail
 from aed_pipeline.defs.shared.partitions import flower_daily_partitions
 from aed_pipeline.defs.shared.resources import AtFlowerApiResource, RawArchiveResource, WarehouseResource
 from aed_pipeline.lib.at_flower.calendar import non_auction_reason, weekday_name
@@ -62,7 +63,7 @@ from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_FLOWER, record_failed_syn
 # --------------------------------------------------------------------------- raw pages
 
 
-class FlowerRawConfig(dg.Config):
+class FlowerRawConfig(StepRetryConfig):
     """How the raw fetch runs: parallel requests, transient failures, already archived dates."""
 
     fetch_concurrency: int = Field(
@@ -70,13 +71,9 @@ class FlowerRawConfig(dg.Config):
         description="Requests in flight at once (each for one date and flower group). The daily quota "
         "counts calls, not parallelism; lower it if the server starts dropping connections.",
     )
-    transient_retries: int = Field(
-        default=3,
-        description="Re-runs of the step after a transient failure (5xx, timeouts) that outlived "
-        "the client's own retries.",
-    )
     transient_retry_wait_seconds: float = Field(
-        default=300.0, description="Wait before such a re-run: the aT server's outages last minutes."
+        default=300.0,
+        description="Wait before re-running the step after a transient failure: the aT server's outages last minutes.",
     )
     skip_archived_dates: bool = Field(
         default=False,
@@ -152,29 +149,23 @@ def flower_auction_raw(
                     f"{by_group_name(day.rows_by_group())}{'; ' + note if note else ''}",
                 )
     except SourceError as error:
-        # The message names source, operation, page and code, and never the key (lib/core/errors.py).
-        if error.transient and context.retry_number < config.transient_retries:
-            context.log.warning(f"transient failure, the step will be re-run: {error}")
-            raise dg.RetryRequested(
-                max_retries=config.transient_retries, seconds_to_wait=config.transient_retry_wait_seconds
-            ) from error
-        # A permanent error, or a transient one that outlived every step retry: the sync log (hence
-        # the metrics and alerts) records the failure with its cause either way.
+        # The sync log names the first date the run could not fetch.
         unfetched = [d for d in to_fetch if d not in days]
-        record_failed_sync(
-            warehouse.engine(),
-            source=SYNC_SOURCE_FLOWER,
-            table_name=PUBLIC_TABLE,
-            partition_key=unfetched[0].isoformat() if unfetched else sale_dates[-1].isoformat(),
-            run_id=context.run_id,
-            error=error,
+        failed_date = unfetched[0] if unfetched else sale_dates[-1]
+        retry_or_fail(
+            context,
+            error,
+            config,
+            record_failure=lambda failure: record_failed_sync(
+                warehouse.engine(),
+                source=SYNC_SOURCE_FLOWER,
+                table_name=PUBLIC_TABLE,
+                partition_key=failed_date.isoformat(),
+                run_id=context.run_id,
+                error=failure,
+            ),
+            metadata={"source": at_flower_api.source},
         )
-        gave_up = f" (still failing after {context.retry_number + 1} step attempts)" if error.transient else ""
-        raise dg.Failure(
-            description=f"{type(error).__name__}: {error}{gave_up}",
-            metadata={"source": at_flower_api.source, "error_type": type(error).__name__},
-            allow_retries=False,
-        ) from error
 
     ordered = [days[d] for d in sale_dates]
     for day in ordered:

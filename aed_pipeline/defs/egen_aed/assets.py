@@ -20,6 +20,7 @@ from datetime import date
 import dagster as dg
 from pydantic import Field
 
+from aed_pipeline.defs.shared.failures import StepRetryConfig, retry_or_fail
 from aed_pipeline.defs.shared.freshness import AED_FRESHNESS_POLICY
 from aed_pipeline.defs.shared.partitions import MAX_RUNTIME_SECONDS, MAX_RUNTIME_TAG, aed_daily_partitions
 from aed_pipeline.defs.shared.resources import EgenApiResource, RawArchiveResource, WarehouseResource
@@ -43,9 +44,6 @@ from aed_pipeline.lib.egen_aed.write.apply import (
 GROUP = "aed"
 EGEN_API_POOL = "egen_api"
 ONE_PARTITION_PER_RUN = dg.BackfillPolicy.multi_run(max_partitions_per_run=1)
-# Transient API failures the client's own retries did not overcome: wait and try the step again.
-TRANSIENT_RETRIES = 3
-TRANSIENT_WAIT_SECONDS = 120
 
 CHECK_DESCRIPTIONS = {
     "serials_unique": "Every equipment_serial appears once in the snapshot.",
@@ -57,14 +55,10 @@ CHECK_DESCRIPTIONS = {
 }
 
 
-class AedRawSnapshotConfig(dg.Config):
+class AedRawSnapshotConfig(StepRetryConfig):
     refetch: bool = Field(
         default=False,
         description="Fetch today's snapshot again even when a complete one is archived for the date.",
-    )
-    transient_retry_wait_seconds: float = Field(
-        default=TRANSIENT_WAIT_SECONDS,
-        description="Wait before retrying the step after a transient API failure the client's retries did not overcome.",
     )
 
 
@@ -134,27 +128,22 @@ def aed_raw_snapshot(
                 client, raw_archive.archive(), partition, origin=egen_api.source, refetch=config.refetch
             )
     except SourceError as exc:
-        if exc.transient and context.retry_number < TRANSIENT_RETRIES:
-            context.log.warning("transient e-gen failure, retrying the step: %s", exc)
-            raise dg.RetryRequested(
-                max_retries=TRANSIENT_RETRIES, seconds_to_wait=config.transient_retry_wait_seconds
-            ) from exc
-        # A permanent error, or a transient one that outlived every step retry: either way the
-        # sync failed, and the sync log (hence the metrics and alerts) must say so, with the cause.
-        record_failed_sync(
-            warehouse.engine(),
-            source=SYNC_SOURCE_EGEN,
-            table_name="aed_data",
-            partition_key=partition.isoformat(),
-            run_id=context.run_id,
-            error=exc,
+        retry_or_fail(
+            context,
+            exc,
+            config,
+            record_failure=lambda error: record_failed_sync(
+                warehouse.engine(),
+                source=SYNC_SOURCE_EGEN,
+                table_name="aed_data",
+                partition_key=partition.isoformat(),
+                run_id=context.run_id,
+                error=error,
+            ),
+            failed=f"e-gen snapshot of {partition} not complete: ",
+            kept=" (the pages archived so far are kept; the next run fetches only the missing ones)",
+            metadata={"source": egen_api.source},
         )
-        gave_up = f" (still failing after {context.retry_number + 1} step attempts)" if exc.transient else ""
-        raise dg.Failure(
-            description=f"e-gen snapshot of {partition} not complete: {type(exc).__name__}: {exc}{gave_up} "
-            "(the pages archived so far are kept; the next run fetches only the missing ones)",
-            allow_retries=False,
-        ) from exc
     except SnapshotUnavailable as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
     manifest = fetch.manifest
