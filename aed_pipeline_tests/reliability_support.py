@@ -28,8 +28,9 @@ from aed_pipeline.lib.core.archive import RawArchive
 from aed_pipeline.lib.core.embedded_postgres import EmbeddedPostgres
 from aed_pipeline.lib.core.warehouse import warehouse_engine
 from aed_pipeline.lib.egen_aed.fetch import fetch_snapshot
-from aed_pipeline.lib.egen_aed.validate import validate_archived_snapshot
-from aed_pipeline.lib.egen_aed.write.apply import ValidatedAedSnapshot, apply_snapshot, health_center_lookup
+from aed_pipeline.lib.egen_aed.tables import health_center_lookup
+from aed_pipeline.lib.egen_aed.validate import ValidatedAedSnapshot, validate_archived_snapshot
+from aed_pipeline.lib.egen_aed.write.apply import apply_snapshot
 from aed_pipeline.simulator import Simulator, SimulatorServer
 from aed_pipeline_tests.helpers import AED_TABLES
 

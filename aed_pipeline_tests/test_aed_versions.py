@@ -16,7 +16,9 @@ import sqlalchemy as sa
 from aed_pipeline.lib.core.warehouse import downgrade_schema, upgrade_schema, warehouse_engine
 from aed_pipeline.lib.egen_aed.records import validate_records
 from aed_pipeline.lib.egen_aed.rows import DeviceRowsWriter
-from aed_pipeline.lib.egen_aed.write.apply import ValidatedAedSnapshot, apply_snapshot, health_center_lookup
+from aed_pipeline.lib.egen_aed.tables import health_center_lookup
+from aed_pipeline.lib.egen_aed.validate import ValidatedAedSnapshot
+from aed_pipeline.lib.egen_aed.write.apply import apply_snapshot
 from aed_pipeline.simulator import Simulator
 
 DAY = dt.date(2026, 3, 2)

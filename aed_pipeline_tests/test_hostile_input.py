@@ -57,8 +57,9 @@ from aed_pipeline.lib.egen_aed.records import (
     TIME_COLUMNS,
     validate_records,
 )
+from aed_pipeline.lib.egen_aed.tables import health_center_lookup
 from aed_pipeline.lib.egen_aed.validate import validate_archived_snapshot
-from aed_pipeline.lib.egen_aed.write.apply import apply_snapshot, health_center_lookup
+from aed_pipeline.lib.egen_aed.write.apply import apply_snapshot
 from aed_pipeline.simulator import AT_PATH, EGEN_PREFIX, Simulator
 
 HOSTILE = settings(

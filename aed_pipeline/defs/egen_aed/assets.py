@@ -28,17 +28,20 @@ from aed_pipeline.lib.core.errors import SourceError
 from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_EGEN, record_failed_sync, replace_rejected_records
 from aed_pipeline.lib.egen_aed.checks import IntegrityThresholds
 from aed_pipeline.lib.egen_aed.fetch import SnapshotUnavailable, fetch_snapshot, snapshot_summary
-from aed_pipeline.lib.egen_aed.validate import BLOCKING_CHECKS, validate_archived_snapshot
-from aed_pipeline.lib.egen_aed.write.apply import (
+from aed_pipeline.lib.egen_aed.tables import (
+    AED_DATA_COLUMNS,
+    AED_DATA_KEY,
+    health_center_lookup,
+    post_write_figures,
+    previous_snapshot,
+)
+from aed_pipeline.lib.egen_aed.validate import BLOCKING_CHECKS, ValidatedAedSnapshot, validate_archived_snapshot
+from aed_pipeline.lib.egen_aed.write.apply import apply_snapshot
+from aed_pipeline.lib.egen_aed.write.types import (
     DEFAULT_MISSING_DEVICES_GUARD,
     AedSyncResult,
     MissingDevicesGuardTripped,
     SnapshotRejected,
-    ValidatedAedSnapshot,
-    apply_snapshot,
-    health_center_lookup,
-    post_write_figures,
-    previous_snapshot,
 )
 
 GROUP = "aed"
@@ -239,46 +242,15 @@ def aed_validated(
         )
 
 
-AED_DATA_COLUMNS = dg.TableSchema(
+AED_DATA_SCHEMA = dg.TableSchema(
     columns=[
-        dg.TableColumn("id", "bigint", description="surrogate key"),
         dg.TableColumn(
-            "equipment_serial",
-            "text",
-            description="serialSeq; unique",
-            constraints=dg.TableColumnConstraints(nullable=False, unique=True),
-        ),
-        dg.TableColumn("sido", "text", description="시도 (current official name)"),
-        dg.TableColumn("gugun", "text", description="시군구"),
-        dg.TableColumn("jurisdiction_health_center", "text", description="보건소; FK to health_centers.name"),
-        dg.TableColumn("installation_institution", "text", description="org"),
-        dg.TableColumn("installation_address", "text", description="buildAddress"),
-        dg.TableColumn("installation_position", "text", description="buildPlace"),
-        dg.TableColumn("latitude", "double precision", description="wgs84Lat"),
-        dg.TableColumn("longitude", "double precision", description="wgs84Lon"),
-        dg.TableColumn("manufacturer", "text", description="mfg"),
-        dg.TableColumn("model_name", "text", description="model"),
-        dg.TableColumn("institution_tel", "text", description="clerkTel"),
-        dg.TableColumn("manager", "text", description="masked as served; never unmasked"),
-        dg.TableColumn("manager_tel", "text", description="masked as served; never unmasked"),
-        dg.TableColumn("zipcode", "text", description="zipcode1 || zipcode2"),
-        *[
-            dg.TableColumn(f"{day}_{edge}", "time", description=f"availability {edge} (24:00 = end of day)")
-            for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun", "hol")
-            for edge in ("start", "end")
-        ],
-        *[
-            dg.TableColumn(f"sun_week{n}", "boolean", description=f"available on Sunday of week {n}")
-            for n in range(1, 6)
-        ],
-        dg.TableColumn("access_control", "text", description="derived: 24h, scheduled or unknown"),
-        dg.TableColumn("operation_status", "text", description="active, or removed when soft-deleted"),
-        dg.TableColumn("row_hash", "bytea", description="BLAKE2b of the device's normalised fields"),
-        dg.TableColumn("first_seen", "date", description="first partition date the device appeared"),
-        dg.TableColumn("last_seen", "date", description="last date written; for removed devices the last date seen"),
-        dg.TableColumn("deleted_at", "timestamptz", description="set when the device left the registry"),
-        dg.TableColumn("created_at", "timestamptz"),
-        dg.TableColumn("updated_at", "timestamptz"),
+            name,
+            type_,
+            description=text,
+            constraints=dg.TableColumnConstraints(nullable=False, unique=True) if name == AED_DATA_KEY else None,
+        )
+        for name, type_, text in AED_DATA_COLUMNS
     ]
 )
 
@@ -298,7 +270,7 @@ POST_WRITE_CHECKS = {
     check_specs=[
         dg.AssetCheckSpec(name, asset="aed_data", description=text) for name, text in POST_WRITE_CHECKS.items()
     ],
-    metadata={"dagster/column_schema": AED_DATA_COLUMNS, "dagster/table_name": "public.aed_data"},
+    metadata={"dagster/column_schema": AED_DATA_SCHEMA, "dagster/table_name": "public.aed_data"},
     description=(
         "The current e-gen AED registry, one row per device, diff-applied in one transaction (insert, update, "
         "soft-delete, revive; unchanged rows untouched); the versions it ends go to aed_data_history "

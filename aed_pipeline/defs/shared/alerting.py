@@ -31,7 +31,7 @@ from aed_pipeline.defs.shared.partitions import (
 )
 from aed_pipeline.lib.core import settings
 from aed_pipeline.lib.core.kst import KST
-from aed_pipeline.lib.egen_aed.write.apply import MissingDevicesGuardTripped
+from aed_pipeline.lib.egen_aed.write.types import MissingDevicesGuardTripped
 from aed_pipeline.lib.ops.alerting import Alert, AlertDeliveryError, AlertSink, LogSink, SlackWebhookSink, run_url
 
 CRITICAL_INTERVAL_SECONDS = 30

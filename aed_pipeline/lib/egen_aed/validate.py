@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
@@ -42,7 +42,6 @@ from aed_pipeline.lib.egen_aed.client import OPERATION_FULL_DOWN, parse_egen_res
 from aed_pipeline.lib.egen_aed.fetch import ARCHIVE_SOURCE, PAGE_SET, SnapshotUnavailable
 from aed_pipeline.lib.egen_aed.records import validate_records
 from aed_pipeline.lib.egen_aed.rows import DeviceRowsWriter, validated_rows_path
-from aed_pipeline.lib.egen_aed.write.apply import ValidatedAedSnapshot
 
 # The checks that stop the write when they fail (each is a blocking Dagster asset check).
 BLOCKING_CHECKS = (
@@ -56,6 +55,26 @@ BLOCKING_CHECKS = (
 DEFAULT_THRESHOLDS = IntegrityThresholds()
 
 Rejected = list[tuple[dict[str, Any], list[dict[str, Any]]]]
+
+
+@dataclass
+class ValidatedAedSnapshot:
+    """One day's snapshot after validation: what ``aed_validated`` hands to ``aed_data``.
+
+    The ``valid`` rows themselves are in the file at ``rows_path`` (``rows.py``), never in memory.
+    """
+
+    partition_date: date
+    rows_path: str
+    valid: int
+    fetched: int
+    total_count: int | None
+    rejected: int
+    profile: dict[str, Any]
+    archive_ref: str
+    archive_digest: str
+    origin: str
+    blocking_failures: list[str] = field(default_factory=list)
 
 
 @dataclass

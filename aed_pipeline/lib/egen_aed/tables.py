@@ -1,0 +1,102 @@
+"""The AED tables as the assets read them: their column descriptions, and the reads the assets make
+(the health-centre reference and the previous snapshot for validation, the figures the checks on
+``aed_data`` judge after a write)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from aed_pipeline.lib.egen_aed.checks import PreviousSnapshot
+from aed_pipeline.lib.egen_aed.records import SUNDAY_WEEK_COLUMNS, TIME_COLUMNS
+
+#: ``aed_data``'s key: unique and never null.
+AED_DATA_KEY = "equipment_serial"
+#: ``aed_data``'s columns as (name, type, description), for the catalog's column schema.
+AED_DATA_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("id", "bigint", "surrogate key"),
+    (AED_DATA_KEY, "text", "serialSeq; unique"),
+    ("sido", "text", "시도 (current official name)"),
+    ("gugun", "text", "시군구"),
+    ("jurisdiction_health_center", "text", "보건소; FK to health_centers.name"),
+    ("installation_institution", "text", "org"),
+    ("installation_address", "text", "buildAddress"),
+    ("installation_position", "text", "buildPlace"),
+    ("latitude", "double precision", "wgs84Lat"),
+    ("longitude", "double precision", "wgs84Lon"),
+    ("manufacturer", "text", "mfg"),
+    ("model_name", "text", "model"),
+    ("institution_tel", "text", "clerkTel"),
+    ("manager", "text", "masked as served; never unmasked"),
+    ("manager_tel", "text", "masked as served; never unmasked"),
+    ("zipcode", "text", "zipcode1 || zipcode2"),
+    *((column, "time", f"availability {column.split('_')[1]} (24:00 = end of day)") for column in TIME_COLUMNS),
+    *((column, "boolean", f"available on Sunday of week {column[-1]}") for column in SUNDAY_WEEK_COLUMNS),
+    ("access_control", "text", "derived: 24h, scheduled or unknown"),
+    ("operation_status", "text", "active, or removed when soft-deleted"),
+    ("row_hash", "bytea", "BLAKE2b of the device's normalised fields"),
+    ("first_seen", "date", "first partition date the device appeared"),
+    ("last_seen", "date", "last date written; for removed devices the last date seen"),
+    ("version_since", "date", "the partition date since which the row's values hold (its open version)"),
+    ("deleted_at", "timestamptz", "set when the device left the registry"),
+    ("created_at", "timestamptz", ""),
+    ("updated_at", "timestamptz", ""),
+)
+
+
+def health_center_lookup(engine: Engine) -> dict[tuple[str, str], str]:
+    """(시도, 시군구) → 보건소 name, from the shipped reference table."""
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT sido, gugun, name FROM health_centers")).all()
+    return {(sido, gugun): name for sido, gugun, name in rows}
+
+
+def previous_snapshot(engine: Engine, partition: date) -> PreviousSnapshot | None:
+    """The newest snapshot applied before ``partition``: the reference of the drift checks."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.text(
+                "SELECT partition_date, valid, profile FROM aed_snapshots WHERE partition_date < :d "
+                "ORDER BY partition_date DESC LIMIT 1"
+            ),
+            {"d": partition},
+        ).first()
+    if row is None:
+        return None
+    return PreviousSnapshot(partition_date=row[0].isoformat(), valid=row[1], profile=row[2])
+
+
+@dataclass(frozen=True)
+class PostWriteFigures:
+    """What the tables hold after a sync, for the checks on ``aed_data``."""
+
+    active_rows: int
+    versions_on_date: int
+    unknown_health_centers: int
+    duplicate_serials: int
+    newest_applied: date | None
+
+
+def post_write_figures(engine: Engine, partition: date) -> PostWriteFigures:
+    with engine.connect() as conn:
+        active = conn.execute(sa.text("SELECT count(*) FROM aed_data WHERE deleted_at IS NULL")).scalar_one()
+        on_date = conn.execute(
+            sa.text(
+                "SELECT count(*) FROM aed_data_versions WHERE valid_from <= :d AND (valid_to IS NULL OR valid_to > :d)"
+            ),
+            {"d": partition},
+        ).scalar_one()
+        unknown = conn.execute(
+            sa.text(
+                "SELECT count(*) FROM aed_data a WHERE a.jurisdiction_health_center IS NOT NULL AND NOT EXISTS "
+                "(SELECT 1 FROM health_centers h WHERE h.name = a.jurisdiction_health_center)"
+            )
+        ).scalar_one()
+        duplicates = conn.execute(
+            sa.text("SELECT count(*) - count(DISTINCT equipment_serial) FROM aed_data")
+        ).scalar_one()
+        newest = conn.execute(sa.text("SELECT max(partition_date) FROM aed_snapshots")).scalar()
+    return PostWriteFigures(active, on_date, unknown, duplicates, newest)
