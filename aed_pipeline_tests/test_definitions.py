@@ -11,7 +11,8 @@ import dagster as dg
 import pytest
 
 from aed_pipeline.definitions import defs
-from aed_pipeline.defs.shared.partitions import aed_daily_partitions, flower_daily_partitions
+from aed_pipeline.defs.at_flower.partitions import flower_daily_partitions
+from aed_pipeline.defs.egen_aed.partitions import aed_daily_partitions
 from aed_pipeline.defs.shared.resources import (
     AtFlowerApiResource,
     EgenApiResource,

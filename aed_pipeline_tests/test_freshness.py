@@ -6,7 +6,9 @@ import datetime as dt
 
 import pytest
 
-from aed_pipeline.lib.ops.freshness import aed_rule, flower_rule, parse_deadline
+from aed_pipeline.lib.at_flower.source import AT_FLOWER
+from aed_pipeline.lib.egen_aed.source import EGEN_AED
+from aed_pipeline.lib.ops.freshness import freshness_rule, parse_deadline
 
 UTC = dt.UTC
 
@@ -16,7 +18,7 @@ def _utc(*args) -> dt.datetime:
 
 
 def test_aed_is_due_today_from_0700_kst_and_yesterday_before():
-    rule = aed_rule()
+    rule = freshness_rule(EGEN_AED)
     # 2026-03-01 06:59 KST = 2026-02-28 21:59 UTC: today's deadline has not passed, yesterday's has.
     assert rule.due_partition(_utc(2026, 2, 28, 21, 59)) == dt.date(2026, 2, 28)
     # 07:00 KST: today's partition is due.
@@ -26,7 +28,7 @@ def test_aed_is_due_today_from_0700_kst_and_yesterday_before():
 
 
 def test_flowers_are_due_on_auction_days_only():
-    rule = flower_rule(dt.time(8, 0))
+    rule = freshness_rule(AT_FLOWER, dt.time(8, 0))
     # Monday 2026-03-09 08:00 KST: Monday's sale date is due.
     assert rule.due_partition(_utc(2026, 3, 8, 23, 0)) == dt.date(2026, 3, 9)
     # Sunday 2026-03-08 noon KST: no auction on Sunday, so Saturday's is the newest due.
@@ -39,7 +41,7 @@ def test_flowers_are_due_on_auction_days_only():
 
 
 def test_a_configured_deadline_moves_the_due_date():
-    early, late = flower_rule(dt.time(7, 0)), flower_rule(dt.time(10, 30))
+    early, late = freshness_rule(AT_FLOWER, dt.time(7, 0)), freshness_rule(AT_FLOWER, dt.time(10, 30))
     monday_0800_kst = _utc(2026, 3, 8, 23, 0)
     assert early.due_partition(monday_0800_kst) == dt.date(2026, 3, 9)
     assert late.due_partition(monday_0800_kst) == dt.date(2026, 3, 7)

@@ -30,11 +30,11 @@ from aed_pipeline.defs.at_flower.assets import flower_auction_raw, flower_auctio
 from aed_pipeline.defs.at_flower.tables import flower_tables
 from aed_pipeline.defs.shared.io import PartitionedPickleIOManager
 from aed_pipeline.defs.shared.resources import AtFlowerApiResource, RawArchiveResource, WarehouseResource
-from aed_pipeline.lib.core.kst import kst_date
+from aed_pipeline.lib.core.kst import kst_date, kst_midnight
 from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_EGEN, SYNC_SOURCE_FLOWER, sync_run
 from aed_pipeline.lib.core.warehouse import create_warehouse_engine, warehouse_engine
 from aed_pipeline.lib.egen_aed.write.types import MissingDevicesGuardTripped
-from aed_pipeline.lib.ops.metrics import DURATION_BUCKETS, RECORD_STATUSES, MetricsServer, kst_midnight
+from aed_pipeline.lib.ops.metrics import DURATION_BUCKETS, RECORD_STATUSES, MetricsServer
 from aed_pipeline_tests.aed_support import failure_messages, start_harness
 
 CLI = str(Path(sys.executable).parent / "aed-pipeline")

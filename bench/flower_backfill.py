@@ -78,8 +78,8 @@ def _dagster_baseline(first: date, last: date, io_dir: Path) -> float:
     import dagster as dg
 
     from aed_pipeline.defs.at_flower.jobs import partition_range_tags
+    from aed_pipeline.defs.at_flower.partitions import flower_daily_partitions
     from aed_pipeline.defs.shared.io import PartitionedPickleIOManager
-    from aed_pipeline.defs.shared.partitions import flower_daily_partitions
 
     shape = {"partitions_def": flower_daily_partitions, "backfill_policy": dg.BackfillPolicy.single_run()}
 

@@ -13,6 +13,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from aed_pipeline.defs.at_flower.partitions import flower_daily_partitions
 from aed_pipeline.defs.at_flower.reporting import (
     OWNERS,
     PUBLIC_BIDDING_FLOWERS_SCHEMA,
@@ -28,7 +29,6 @@ from aed_pipeline.defs.at_flower.reporting import (
     run_sale_dates,
 )
 from aed_pipeline.defs.shared.failures import StepRetryConfig, retry_or_fail
-from aed_pipeline.defs.shared.partitions import flower_daily_partitions
 from aed_pipeline.defs.shared.resources import AtFlowerApiResource, RawArchiveResource, WarehouseResource
 from aed_pipeline.lib.at_flower.calendar import non_auction_reason, weekday_name
 from aed_pipeline.lib.at_flower.checks import VolumeRule, volume_history_dates

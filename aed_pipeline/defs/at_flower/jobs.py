@@ -4,12 +4,12 @@ from datetime import date, timedelta
 
 import dagster as dg
 
+from aed_pipeline.defs.at_flower.partitions import flower_daily_partitions
 from aed_pipeline.defs.shared.partitions import (
     MAX_RUNTIME_SECONDS,
     MAX_RUNTIME_TAG,
     PARTITION_RANGE_END_TAG,
     PARTITION_RANGE_START_TAG,
-    flower_daily_partitions,
 )
 
 FLOWER_SYNC_JOB_NAME = "flower_sync"

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from aed_pipeline.defs.at_flower.partitions import flower_daily_partitions
 from aed_pipeline.defs.at_flower.reporting import (
     BIDDING_FLOWERS_SCHEMA,
     FLOWER_TYPES_SCHEMA,
@@ -15,11 +16,11 @@ from aed_pipeline.defs.at_flower.reporting import (
     markdown_table,
     run_sale_dates,
 )
-from aed_pipeline.defs.shared.freshness import FLOWER_FRESHNESS_POLICY
+from aed_pipeline.defs.shared.freshness import freshness_policy
 from aed_pipeline.defs.shared.io import per_partition
-from aed_pipeline.defs.shared.partitions import flower_daily_partitions
 from aed_pipeline.defs.shared.resources import WarehouseResource
 from aed_pipeline.lib.at_flower.records import ValidatedFlowerDay
+from aed_pipeline.lib.at_flower.source import AT_FLOWER
 from aed_pipeline.lib.at_flower.write.normalised import (
     BIDDING_TABLE,
     TOP_COLUMNS,
@@ -73,7 +74,7 @@ def _table_specs() -> list[dg.AssetSpec]:
             "quantity). Each sale date's slice is brought to the validated rows of that date.",
             BIDDING_FLOWERS_SCHEMA,
             [VALIDATED, FLOWERS],
-            FLOWER_FRESHNESS_POLICY,
+            freshness_policy(AT_FLOWER),
         ),
     ]
 

@@ -20,14 +20,16 @@ from datetime import date
 import dagster as dg
 from pydantic import Field
 
-from aed_pipeline.defs.shared.failures import StepRetryConfig, retry_or_fail
-from aed_pipeline.defs.shared.freshness import AED_FRESHNESS_POLICY
-from aed_pipeline.defs.shared.partitions import MAX_RUNTIME_SECONDS, MAX_RUNTIME_TAG, aed_daily_partitions
+from aed_pipeline.defs.egen_aed.partitions import aed_daily_partitions
+from aed_pipeline.defs.shared.failures import StepRetryConfig, refused, retry_or_fail
+from aed_pipeline.defs.shared.freshness import freshness_policy
+from aed_pipeline.defs.shared.partitions import MAX_RUNTIME_SECONDS, MAX_RUNTIME_TAG
 from aed_pipeline.defs.shared.resources import EgenApiResource, RawArchiveResource, WarehouseResource
 from aed_pipeline.lib.core.errors import SourceError
 from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_EGEN, record_failed_sync, replace_rejected_records
 from aed_pipeline.lib.egen_aed.checks import IntegrityThresholds
 from aed_pipeline.lib.egen_aed.fetch import SnapshotUnavailable, fetch_snapshot, snapshot_summary
+from aed_pipeline.lib.egen_aed.source import EGEN_AED
 from aed_pipeline.lib.egen_aed.tables import (
     AED_DATA_COLUMNS,
     AED_DATA_KEY,
@@ -44,7 +46,7 @@ from aed_pipeline.lib.egen_aed.write.types import (
     SnapshotRejected,
 )
 
-GROUP = "aed"
+GROUP = EGEN_AED.group
 EGEN_API_POOL = "egen_api"
 ONE_PARTITION_PER_RUN = dg.BackfillPolicy.multi_run(max_partitions_per_run=1)
 
@@ -223,7 +225,7 @@ def aed_validated(
             "source": snapshot.origin,
             "dagster/row_count": snapshot.valid,
             "fetched": snapshot.fetched,
-            "rejected": snapshot.rejected,
+            "rejected_rows": snapshot.rejected,
             "region_from_address": validation.region_from_address,
             "blocking_failures": ", ".join(snapshot.blocking_failures) or "none",
             "rejected_examples": dg.MetadataValue.md(examples or "none"),
@@ -266,7 +268,7 @@ POST_WRITE_CHECKS = {
     group_name=GROUP,
     kinds={"postgres"},
     backfill_policy=ONE_PARTITION_PER_RUN,
-    freshness_policy=AED_FRESHNESS_POLICY,
+    freshness_policy=freshness_policy(EGEN_AED),
     check_specs=[
         dg.AssetCheckSpec(name, asset="aed_data", description=text) for name, text in POST_WRITE_CHECKS.items()
     ],
@@ -294,7 +296,7 @@ def aed_data(
             reconcile=config.reconcile,
         )
     except (MissingDevicesGuardTripped, SnapshotRejected) as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+        raise refused(exc) from exc
     partition = aed_validated.partition_date
     figures = post_write_figures(engine, partition)
     valid_rows = aed_validated.valid
@@ -322,7 +324,7 @@ def aed_data(
             "unchanged": result.unchanged,
             "reconciled": config.reconcile,
             "drift_repaired": result.drifted,
-            "rejected": aed_validated.rejected,
+            "rejected_rows": aed_validated.rejected,
             "history_versions_opened": result.history_opened,
             "history_versions_closed": result.history_closed,
             "dagster/row_count": figures.active_rows,
@@ -390,7 +392,7 @@ def _cell(value: str | None) -> str:
 
 
 aed_sync_job = dg.define_asset_job(
-    "aed_sync",
+    EGEN_AED.job,
     selection=dg.AssetSelection.groups(GROUP),
     partitions_def=aed_daily_partitions,
     executor_def=dg.in_process_executor,

@@ -13,14 +13,15 @@ every Dagster event-log storage answers (the default SQLite storage cannot query
 across runs).
 """
 
+import base64
 import json
 from datetime import UTC, date, datetime
 from typing import Any
 
 import dagster as dg
-from dagster import DagsterEventType, DagsterRunStatus, RunsFilter
-from dagster._core.storage.event_log.base import EventLogCursor, RunStatusChangeRecordsFilter
+from dagster import DagsterEventType, DagsterRunStatus, RunsFilter, RunStatusChangeRecordsFilter
 
+from aed_pipeline.defs.shared.failures import ALERT_RULE
 from aed_pipeline.defs.shared.partitions import (
     MAX_RUNTIME_SECONDS,
     MAX_RUNTIME_TAG,
@@ -31,8 +32,8 @@ from aed_pipeline.defs.shared.partitions import (
 )
 from aed_pipeline.lib.core import settings
 from aed_pipeline.lib.core.kst import KST
-from aed_pipeline.lib.egen_aed.write.types import MissingDevicesGuardTripped
 from aed_pipeline.lib.ops.alerting import Alert, AlertDeliveryError, AlertSink, LogSink, SlackWebhookSink, run_url
+from aed_pipeline.lib.sources import SOURCES
 
 CRITICAL_INTERVAL_SECONDS = 30
 SUMMARY_INTERVAL_SECONDS = 300
@@ -43,9 +44,9 @@ FIRST_LOOKBACK_SECONDS = 24 * 3600
 CONSECUTIVE_FAILURES = 3
 RUN_HISTORY_LIMIT = 50
 EVENTS_PER_TICK = 200
-#: Where each validated asset reports the rows its validation rejected.
-REJECTED_ROWS_METADATA = {"aed_validated": "rejected", "flower_auction_validated": "rejected_rows"}
-GUARD_ERROR = MissingDevicesGuardTripped.__name__
+#: The assets whose materialisations report the rows their validation rejected, under ``rejected_rows``.
+VALIDATED_ASSETS = frozenset(source.validated_asset for source in SOURCES)
+REJECTED_ROWS = "rejected_rows"
 MAX_RUNTIME_TEXT = "maximum runtime"
 RETRY_NUMBER_TAG = "dagster/retry_number"
 
@@ -106,18 +107,6 @@ def _duration(record) -> float | None:
     if record.start_time is None or record.end_time is None:
         return None
     return record.end_time - record.start_time
-
-
-def _error_chain(error):
-    while error is not None:
-        yield error
-        error = error.cause or error.context
-
-
-def _message_without_class(message: str) -> str:
-    # SerializableErrorInfo messages read "module.Class: text"; the reader wants the text.
-    first, _, rest = message.strip().partition(": ")
-    return rest if rest and " " not in first else message.strip()
 
 
 class _AlertFactory:
@@ -201,12 +190,10 @@ def failed_run_alerts(instance: dg.DagsterInstance, run_id: str, sink_resource: 
         )
 
     for entry in instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE):
-        error = entry.dagster_event.event_specific_data.error
-        guard = next((e for e in _error_chain(error) if e.cls_name == GUARD_ERROR), None)
-        if guard is not None:
-            alerts.append(
-                alert("critical", "missing_devices_guard", _message_without_class(guard.message), asset=entry.step_key)
-            )
+        failure = entry.dagster_event.event_specific_data.user_failure_data
+        rule = failure.metadata.get(ALERT_RULE) if failure is not None else None
+        if rule is not None:
+            alerts.append(alert("critical", rule.value, failure.description or "", asset=entry.step_key))
 
     if _third_consecutive_failure(instance, record):
         message = next(
@@ -242,15 +229,23 @@ def _load(cursor: str | None) -> dict[str, Any]:
     return json.loads(cursor) if cursor else {}
 
 
-def _status_changes(instance: dg.DagsterInstance, event_type, cursor: str | None, at: datetime):
-    """Run-status events after the cursor, oldest first (the last day's when there is no cursor yet)."""
-    if cursor:
-        return instance.fetch_run_status_changes(event_type, limit=EVENTS_PER_TICK, cursor=cursor, ascending=True)
-    return instance.fetch_run_status_changes(
-        RunStatusChangeRecordsFilter(event_type, after_timestamp=at.timestamp() - FIRST_LOOKBACK_SECONDS),
-        limit=EVENTS_PER_TICK,
-        ascending=True,
+def _storage_id(position: int | str | None) -> int | None:
+    """The event-log position a cursor holds: a storage id (cursors written before it was stored as a
+    plain number hold Dagster's base64 JSON ``{"type": "STORAGE_ID", "value": N}``)."""
+    if position is None or isinstance(position, int):
+        return position
+    return int(json.loads(base64.b64decode(position))["value"])
+
+
+def _status_changes(instance: dg.DagsterInstance, event_type, after: int | None, at: datetime):
+    """Run-status events after the storage id ``after``, oldest first (the last day's when there is
+    no position yet)."""
+    records_filter = (
+        RunStatusChangeRecordsFilter(event_type, after_storage_id=after)
+        if after is not None
+        else RunStatusChangeRecordsFilter(event_type, after_timestamp=at.timestamp() - FIRST_LOOKBACK_SECONDS)
     )
+    return instance.fetch_run_status_changes(records_filter, limit=EVENTS_PER_TICK, ascending=True)
 
 
 def _running_over_limit(instance: dg.DagsterInstance, at: datetime):
@@ -271,7 +266,7 @@ def evaluate_critical_alerts(
     at = now()
     state = _load(cursor)
     long_runs: dict[str, float] = state.get("long_runs", {})
-    failures_cursor: str | None = state.get("failures")
+    failures_after = _storage_id(state.get("failures"))
     sent_for_next: list[str] = state.get("sent", [])
     sent = 0
     try:
@@ -282,7 +277,7 @@ def evaluate_critical_alerts(
                 long_runs[run_id] = at.timestamp()
                 sent += 1
 
-        for change in _status_changes(instance, DagsterEventType.RUN_FAILURE, failures_cursor, at).records:
+        for change in _status_changes(instance, DagsterEventType.RUN_FAILURE, failures_after, at).records:
             run_id = change.run_id
             alerts = failed_run_alerts(instance, run_id, sink_resource)
             if run_id not in long_runs and _stopped_for_max_runtime(instance, run_id):
@@ -295,13 +290,13 @@ def evaluate_critical_alerts(
                     sent += 1
                 if alert.rule == "run_over_max_runtime":
                     long_runs[run_id] = at.timestamp()
-            failures_cursor = EventLogCursor.from_storage_id(change.storage_id).to_string()
+            failures_after = change.storage_id
             sent_for_next = []
     except AlertDeliveryError as exc:
         # The run being handled is handled again next tick; what was already sent for it is remembered.
         log.error(f"alert delivery failed, retrying on the next tick: {exc}")
     long_runs = {run_id: t for run_id, t in long_runs.items() if at.timestamp() - t < FIRST_LOOKBACK_SECONDS}
-    return json.dumps({"failures": failures_cursor, "long_runs": long_runs, "sent": sent_for_next}), sent
+    return json.dumps({"failures": failures_after, "long_runs": long_runs, "sent": sent_for_next}), sent
 
 
 @dg.sensor(
@@ -376,8 +371,7 @@ def finished_run_warnings(instance: dg.DagsterInstance, run_id: str, sink_resour
     for entry in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION):
         materialization = entry.dagster_event.event_specific_data.materialization
         asset = materialization.asset_key.to_user_string()
-        key = REJECTED_ROWS_METADATA.get(asset)
-        value = materialization.metadata.get(key) if key else None
+        value = materialization.metadata.get(REJECTED_ROWS) if asset in VALIDATED_ASSETS else None
         rejected = getattr(value, "value", None)
         if isinstance(rejected, int) and rejected > 0:
             warnings.append(
@@ -392,16 +386,17 @@ def finished_run_warnings(instance: dg.DagsterInstance, run_id: str, sink_resour
     return warnings
 
 
-def _all_status_changes(instance: dg.DagsterInstance, event_type, cursor: str | None, at: datetime):
-    """Every run-status event of the type after the cursor; the records and the cursor after them."""
+def _all_status_changes(instance: dg.DagsterInstance, event_type, after: int | None, at: datetime):
+    """Every run-status event of the type after the storage id ``after``; the records and the
+    position after them."""
     records = []
     while True:
-        page = _status_changes(instance, event_type, cursor, at)
+        page = _status_changes(instance, event_type, after, at)
         records += page.records
         if page.records:
-            cursor = EventLogCursor.from_storage_id(page.records[-1].storage_id).to_string()
+            after = page.records[-1].storage_id
         if not page.has_more:
-            return records, cursor
+            return records, after
 
 
 def summary_due(at: datetime, last_day: str | None) -> date | None:
@@ -426,9 +421,9 @@ def evaluate_daily_summary(
     if day is None:
         return cursor, 0
     warnings: list[Alert] = []
-    positions: dict[str, str | None] = {}
+    positions: dict[str, int | None] = {}
     for name, event_type in (("success", DagsterEventType.RUN_SUCCESS), ("failure", DagsterEventType.RUN_FAILURE)):
-        records, positions[name] = _all_status_changes(instance, event_type, state.get(name), at)
+        records, positions[name] = _all_status_changes(instance, event_type, _storage_id(state.get(name)), at)
         for change in records:
             warnings += finished_run_warnings(instance, change.run_id, sink_resource)
     if warnings:

@@ -19,6 +19,9 @@ from pydantic import Field
 from aed_pipeline.lib.core.errors import SourceError
 
 DEFAULT_TRANSIENT_RETRIES = 3
+#: A step that refuses to write on purpose (e.g. the AED missing-devices guard) names, under this key
+#: of its failure's metadata, the critical alert it raises (read by ``defs/shared/alerting.py``).
+ALERT_RULE = "alert_rule"
 
 
 class StepRetryConfig(dg.Config):
@@ -68,3 +71,11 @@ def retry_or_fail(
         metadata={"error_type": type(error).__name__, **(metadata or {})},
         allow_retries=False,
     ) from error
+
+
+def refused(error: Exception) -> dg.Failure:
+    """The step's failure for a write that refused its data on purpose (a blocking check failed, the
+    missing-devices guard tripped): not retried, its sentence as the description, and the alert
+    rule the error carries (``alert_rule``), if any, for the critical alerts."""
+    rule = getattr(error, "alert_rule", None)
+    return dg.Failure(description=str(error), metadata={ALERT_RULE: rule} if rule else None, allow_retries=False)

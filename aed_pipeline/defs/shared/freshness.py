@@ -1,9 +1,9 @@
 """Freshness: the policies the UI shows as asset health, and the sensor that alerts.
 
-``aed_data`` is due by 07:00 KST every day (its schedule runs at 04:00); ``bidding_flowers`` by
-``AED_PIPELINE_FLOWER_DEADLINE`` (default 08:00 KST; its schedule runs at 06:30). Open-source
-Dagster raises no alert when a ``FreshnessPolicy`` is missed, so the sensor below does, once per
-late partition, through the alert sink.
+Each source of the registry (``lib/sources.py``) names the asset that must hold the partition of
+every expected KST date by a deadline (e.g. ``aed_data`` by 07:00; ``bidding_flowers`` by
+``AED_PIPELINE_FLOWER_DEADLINE`` on auction days). Open-source Dagster raises no alert when a
+``FreshnessPolicy`` is missed, so the sensor below does, once per late partition, through the alert sink.
 """
 
 import json
@@ -14,18 +14,16 @@ import dagster as dg
 from aed_pipeline.defs.shared import alerting
 from aed_pipeline.defs.shared.alerting import AlertSinkResource
 from aed_pipeline.defs.shared.partitions import KST
-from aed_pipeline.lib.core import settings
 from aed_pipeline.lib.ops.alerting import Alert, AlertDeliveryError
-from aed_pipeline.lib.ops.freshness import DEFAULT_FLOWER_DEADLINE, aed_rule, flower_rule, parse_deadline
-
-AED_RULE = aed_rule()
-FLOWER_RULE = flower_rule(
-    parse_deadline(settings.env_or_none(settings.FLOWER_DEADLINE_ENV) or DEFAULT_FLOWER_DEADLINE.isoformat("minutes"))
-)
+from aed_pipeline.lib.ops.freshness import FreshnessRule, freshness_rule
+from aed_pipeline.lib.ops.source import Source
+from aed_pipeline.lib.sources import SOURCES
 
 
-def _daily_policy(deadline) -> dg.FreshnessPolicy:
-    # Materialised at least once between 00:00 KST and the deadline, every day.
+def freshness_policy(source: Source) -> dg.FreshnessPolicy:
+    """The UI's asset health for ``source``'s fresh asset: materialised at least once between 00:00
+    KST and the deadline, every day."""
+    deadline = freshness_rule(source).deadline
     return dg.FreshnessPolicy.cron(
         deadline_cron=f"{deadline.minute} {deadline.hour} * * *",
         lower_bound_delta=timedelta(hours=deadline.hour, minutes=deadline.minute),
@@ -33,10 +31,9 @@ def _daily_policy(deadline) -> dg.FreshnessPolicy:
     )
 
 
-AED_FRESHNESS_POLICY = _daily_policy(AED_RULE.deadline)
-FLOWER_FRESHNESS_POLICY = _daily_policy(FLOWER_RULE.deadline)
-
-WATCHED_RULES = (AED_RULE, FLOWER_RULE)
+def watched_rules() -> list[FreshnessRule]:
+    """One rule per source of the registry (deadlines as configured now)."""
+    return [freshness_rule(source) for source in SOURCES]
 
 
 def _materialized(instance: dg.DagsterInstance, asset: str, partition: str) -> bool:
@@ -50,7 +47,7 @@ def late_partitions(instance: dg.DagsterInstance, now: datetime, alerted: dict[s
     """(asset, partition, what) for each watched table whose due partition is missing and was not
     alerted yet; ``alerted`` maps each asset to the newest partition already alerted."""
     late = []
-    for rule in WATCHED_RULES:
+    for rule in watched_rules():
         due = rule.due_partition(now)
         if due is None or alerted.get(rule.asset, "") >= due.isoformat():
             continue
@@ -71,8 +68,9 @@ def late_partitions(instance: dg.DagsterInstance, now: datetime, alerted: dict[s
     name="partition_freshness",
     minimum_interval_seconds=300,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Alerts (critical, once per partition) when the newest due KST partition of aed_data (07:00 KST) "
-    "or bidding_flowers (AED_PIPELINE_FLOWER_DEADLINE, auction days) is not materialised by its deadline.",
+    description="Alerts (critical, once per partition) when the newest due KST partition of a source's table "
+    + " or ".join(f"{s.fresh_asset} ({freshness_rule(s).deadline:%H:%M} KST)" for s in SOURCES)
+    + " is not materialised by its deadline.",
 )
 def partition_freshness_sensor(context: dg.SensorEvaluationContext, alert_sink: AlertSinkResource) -> dg.SensorResult:
     alerted: dict[str, str] = json.loads(context.cursor) if context.cursor else {}

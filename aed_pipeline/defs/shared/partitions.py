@@ -1,9 +1,7 @@
-"""Daily partitions in Korean time: a partition is a KST calendar date.
+"""Daily partitions in Korean time: a partition is a KST calendar date, today's being the newest.
 
-The AED registry can only be fetched for today, so its newest partition is today's KST date
-(``end_offset=1``); earlier dates exist for re-deriving history from their archived snapshots. A
-flower partition is one sale date; auctions settle during the day, so today is included as well
-and re-fetched on the following days.
+Each source defines its own (``defs/<source>/partitions.py``) with :func:`kst_daily_partitions`;
+the run tags below are Dagster's, the same for every source.
 """
 
 from __future__ import annotations
@@ -15,20 +13,15 @@ import dagster as dg
 from aed_pipeline.lib.core.kst import TIMEZONE_NAME
 
 KST = TIMEZONE_NAME
-AED_START_DATE_ENV = "AED_PIPELINE_AED_START_DATE"
-FLOWER_START_DATE_ENV = "AED_PIPELINE_FLOWER_START_DATE"
 
-aed_daily_partitions = dg.DailyPartitionsDefinition(
-    start_date=os.environ.get(AED_START_DATE_ENV) or "2026-01-01",
-    timezone=KST,
-    end_offset=1,
-)
 
-flower_daily_partitions = dg.DailyPartitionsDefinition(
-    start_date=os.environ.get(FLOWER_START_DATE_ENV) or "2020-01-01",
-    timezone=KST,
-    end_offset=1,
-)
+def kst_daily_partitions(start_env: str, default_start: str) -> dg.DailyPartitionsDefinition:
+    """One partition per KST date from the date in ``start_env`` (``YYYY-MM-DD``; ``default_start``
+    when unset) up to and including today's KST date (``end_offset=1``: today's data is served today)."""
+    return dg.DailyPartitionsDefinition(
+        start_date=os.environ.get(start_env) or default_start, timezone=KST, end_offset=1
+    )
+
 
 #: Dagster's run tags for the partition of a run, or the range of partitions of a single-run backfill.
 PARTITION_TAG = "dagster/partition"

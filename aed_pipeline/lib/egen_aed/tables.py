@@ -8,10 +8,12 @@ from dataclasses import dataclass
 from datetime import date
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
+from aed_pipeline.lib.core.kst import kst_date, kst_midnight
 from aed_pipeline.lib.egen_aed.checks import PreviousSnapshot
 from aed_pipeline.lib.egen_aed.records import SUNDAY_WEEK_COLUMNS, TIME_COLUMNS
+from aed_pipeline.lib.ops.source import Gauge
 
 #: ``aed_data``'s key: unique and never null.
 AED_DATA_KEY = "equipment_serial"
@@ -100,3 +102,37 @@ def post_write_figures(engine: Engine, partition: date) -> PostWriteFigures:
         ).scalar_one()
         newest = conn.execute(sa.text("SELECT max(partition_date) FROM aed_snapshots")).scalar()
     return PostWriteFigures(active, on_date, unknown, duplicates, newest)
+
+
+_DEVICES = sa.text(
+    "SELECT count(*) FILTER (WHERE deleted_at IS NULL), count(*) FILTER (WHERE deleted_at IS NOT NULL) FROM aed_data"
+)
+_NEWEST_SNAPSHOT = sa.text("SELECT max(partition_date) FROM aed_snapshots")
+
+
+def warehouse_gauges(conn: Connection) -> list[Gauge]:
+    """The registry's own gauges: devices by state, and the newest applied snapshot's date and age."""
+    active, removed = conn.execute(_DEVICES).one()
+    gauges = [
+        Gauge(
+            "edgen_aed_devices",
+            "devices in aed_data: active or removed",
+            {("active",): active, ("removed",): removed},
+            labels=("state",),
+        )
+    ]
+    newest = conn.execute(_NEWEST_SNAPSHOT).scalar()
+    if newest is not None:
+        gauges += [
+            Gauge(
+                "edgen_aed_newest_snapshot_timestamp",
+                "the partition date of the newest e-gen snapshot applied, as unix time of its 00:00 KST",
+                {(): kst_midnight(newest)},
+            ),
+            Gauge(
+                "edgen_aed_newest_snapshot_age_days",
+                "days from the newest applied e-gen snapshot to today's KST date",
+                {(): (kst_date() - newest).days},
+            ),
+        ]
+    return gauges

@@ -2,27 +2,23 @@
 
 Open-source Dagster shows a ``FreshnessPolicy`` in the UI but sends no alert of its own, so the
 platform's sensor asks, for each watched table, which KST date must be materialised by now and
-alerts when it is not. AED data is due every day by 07:00 KST; the flower prices by a configurable
-time, on auction days only (a Sunday or a public holiday has no sale to wait for).
+alerts when it is not. Each source of the registry says which asset, by when, and on which days
+(``lib/ops/source.py``): AED data every day by 07:00 KST; the flower prices by a configurable time,
+on auction days only (a Sunday or a public holiday has no sale to wait for).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
-from aed_pipeline.lib.at_flower.calendar import non_auction_reason
+from aed_pipeline.lib.core import settings
 from aed_pipeline.lib.core.kst import KST
+from aed_pipeline.lib.ops.source import Source
 
-AED_DEADLINE = time(7, 0)
-DEFAULT_FLOWER_DEADLINE = time(8, 0)
 # How far back to look for the newest expected date (a run of holidays such as 설날 or 추석 is shorter).
 _LOOKBACK_DAYS = 14
-
-
-def _always_expected(_: date) -> str | None:
-    return None
 
 
 @dataclass(frozen=True)
@@ -31,7 +27,7 @@ class FreshnessRule:
 
     asset: str
     deadline: time
-    not_expected_because: Callable[[date], str | None] = field(default=_always_expected)
+    not_expected_because: Callable[[date], str | None]
 
     def due_partition(self, now: datetime) -> date | None:
         """The newest KST date whose deadline has passed by ``now`` and on which data is expected."""
@@ -55,9 +51,10 @@ def parse_deadline(text: str) -> time:
         raise ValueError(f"a freshness deadline is a KST time written HH:MM (e.g. 08:00), not {text!r}") from None
 
 
-def aed_rule() -> FreshnessRule:
-    return FreshnessRule("aed_data", AED_DEADLINE)
-
-
-def flower_rule(deadline: time = DEFAULT_FLOWER_DEADLINE) -> FreshnessRule:
-    return FreshnessRule("bidding_flowers", deadline, non_auction_reason)
+def freshness_rule(source: Source, deadline: time | None = None) -> FreshnessRule:
+    """The rule for ``source``'s fresh asset: ``deadline``, else its variable (``HH:MM``) when set,
+    else its default deadline."""
+    if deadline is None:
+        configured = settings.env_or_none(source.deadline_env) if source.deadline_env else None
+        deadline = parse_deadline(configured) if configured else source.deadline
+    return FreshnessRule(source.fresh_asset, deadline, source.not_expected_because)

@@ -15,9 +15,10 @@ for the aT flower auctions):
 - ``<prefix>_running`` syncs marked running (one left running for long was killed mid-way);
 - ``<prefix>_quarantined_records`` records currently in ``rejected_records``.
 
-The flower sync writes two tables, so its series also carry ``table``. Warehouse gauges:
-``edgen_aed_devices{state}``, ``edgen_aed_newest_snapshot_timestamp`` / ``_age_days`` and
-``flower_rows{table}``. ``aed_pipeline_metrics_up`` is 0 when the database could not be read; the
+A source writing more than one table (the flowers) labels its series with ``table`` too. The
+sources come from the registry (``lib/sources.py``), each adding gauges of its own tables
+(``warehouse_gauges``): ``edgen_aed_devices{state}``, ``edgen_aed_newest_snapshot_timestamp`` /
+``_age_days``, ``flower_rows{table}``. ``aed_pipeline_metrics_up`` is 0 when the database could not be read; the
 scrape then still answers, with that alone.
 """
 
@@ -28,9 +29,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from datetime import date, datetime
-from datetime import time as clock_time
+from datetime import date
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import sqlalchemy as sa
@@ -40,11 +39,11 @@ from prometheus_client.exposition import ThreadingWSGIServer
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from aed_pipeline.lib.at_flower.write.normalised import BIDDING_TABLE
-from aed_pipeline.lib.at_flower.write.served import PUBLIC_TABLE
 from aed_pipeline.lib.core.http import redact
-from aed_pipeline.lib.core.kst import KST, kst_date
-from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_EGEN, SYNC_SOURCE_FLOWER, SyncCounts
+from aed_pipeline.lib.core.kst import kst_midnight
+from aed_pipeline.lib.core.sync_log import SyncCounts
+from aed_pipeline.lib.ops.source import Gauge, Source
+from aed_pipeline.lib.sources import SOURCES
 
 logger = logging.getLogger(__name__)
 
@@ -55,32 +54,9 @@ DEFAULT_PORT = 9464  # the port Prometheus' own exporters conventionally leave f
 DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 900, 1800, 2700, 3600, 7200)
 RECORD_STATUSES = tuple(SyncCounts().as_dict())  # fetched, inserted, updated, deleted, revived, unchanged, rejected
 RUN_STATUSES = ("success", "failed")
-FLOWER_TABLES = ("public_bidding_flowers", "flower_types", "flowers", "bidding_flowers")
 # A scrape must not hang on a locked or overloaded database: Prometheus would time out anyway.
 STATEMENT_TIMEOUT_MS = 10_000
 
-
-@dataclass(frozen=True)
-class SyncSource:
-    """One source of ``sync_runs`` and the name its metrics go by."""
-
-    source: str
-    prefix: str
-    tables: tuple[str, ...]
-
-    @property
-    def label_names(self) -> list[str]:
-        # ``table`` only where it tells series apart: the AED source writes a single table.
-        return ["table"] if len(self.tables) > 1 else []
-
-    def labels(self, table: str) -> tuple[str, ...]:
-        return (table,) if self.label_names else ()
-
-
-SOURCES = (
-    SyncSource(SYNC_SOURCE_EGEN, "edgen_sync", ("aed_data",)),
-    SyncSource(SYNC_SOURCE_FLOWER, "flower_sync", (PUBLIC_TABLE, BIDDING_TABLE)),
-)
 
 _RUN_SUMMARY = sa.text(
     "SELECT source, table_name, status, count(*) AS runs, "
@@ -103,22 +79,12 @@ _DURATIONS = sa.text(
     "GROUP BY 1, 2, 3, 4"
 )
 _QUARANTINE = sa.text("SELECT source, count(*) FROM rejected_records GROUP BY source")
-_AED_DEVICES = sa.text(
-    "SELECT count(*) FILTER (WHERE deleted_at IS NULL), count(*) FILTER (WHERE deleted_at IS NOT NULL) FROM aed_data"
-)
-_AED_NEWEST_SNAPSHOT = sa.text("SELECT max(partition_date) FROM aed_snapshots")
-_FLOWER_ROWS = sa.text(" UNION ALL ".join(f"SELECT '{table}', count(*) FROM {table}" for table in FLOWER_TABLES))
-
-
-def kst_midnight(day: date) -> float:
-    """Unix seconds of 00:00 KST on ``day``: how a partition date is given to Prometheus."""
-    return datetime.combine(day, clock_time(), KST).timestamp()
 
 
 class SyncMetricsCollector:
     """A prometheus_client collector computing every metric from the warehouse at scrape time."""
 
-    def __init__(self, engine: Engine, sources: Sequence[SyncSource] = SOURCES):
+    def __init__(self, engine: Engine, sources: Sequence[Source] = SOURCES):
         self.engine = engine
         self.sources = tuple(sources)
 
@@ -161,22 +127,22 @@ class SyncMetricsCollector:
         for spec in self.sources:
             yield from self._source_families(
                 spec,
-                [r for r in summary if r["source"] == spec.source],
-                [r for r in errors if r["source"] == spec.source],
-                [r for r in durations if r["source"] == spec.source],
-                quarantined.get(spec.source, 0),
+                [r for r in summary if r["source"] == spec.name],
+                [r for r in errors if r["source"] == spec.name],
+                [r for r in durations if r["source"] == spec.name],
+                quarantined.get(spec.name, 0),
             )
 
-    def _source_families(self, spec: SyncSource, summary, errors, durations, quarantined: int) -> Iterator[Metric]:
-        names = spec.label_names
+    def _source_families(self, spec: Source, summary, errors, durations, quarantined: int) -> Iterator[Metric]:
+        names = _label_names(spec)
         # Every known series starts at 0, so that rate() and increase() see a sync's first success or failure.
-        runs = defaultdict(int, {(*spec.labels(t), s): 0 for t in spec.tables for s in RUN_STATUSES})
-        records = defaultdict(int, {(*spec.labels(t), s): 0 for t in spec.tables for s in RECORD_STATUSES})
-        running = defaultdict(int, {spec.labels(t): 0 for t in spec.tables})
+        runs = defaultdict(int, {(*_labels(spec, t), s): 0 for t in spec.synced_tables for s in RUN_STATUSES})
+        records = defaultdict(int, {(*_labels(spec, t), s): 0 for t in spec.synced_tables for s in RECORD_STATUSES})
+        running = defaultdict(int, {_labels(spec, t): 0 for t in spec.synced_tables})
         last_success: dict[tuple, float] = {}
         newest_partition: dict[tuple, float] = {}
         for row in summary:
-            labels = spec.labels(row["table_name"])
+            labels = _labels(spec, row["table_name"])
             if row["status"] == "running":
                 running[labels] += row["runs"]
                 continue
@@ -190,63 +156,63 @@ class SyncMetricsCollector:
             newest_partition[labels] = max(newest_partition.get(labels, 0.0), newest)
 
         yield _histogram(spec, durations)
-        yield _counter(f"{spec.prefix}_runs", "finished table syncs by outcome", [*names, "status"], runs)
+        yield _counter(f"{spec.metrics_prefix}_runs", "finished table syncs by outcome", [*names, "status"], runs)
         yield _counter(
-            f"{spec.prefix}_records",
+            f"{spec.metrics_prefix}_records",
             "records handled by successful table syncs, by outcome",
             [*names, "status"],
             records,
         )
         error_counts: dict[tuple, int] = defaultdict(int)
         for row in errors:
-            error_counts[(*spec.labels(row["table_name"]), row["error_type"])] += row["runs"]
-        yield _counter(f"{spec.prefix}_errors", "failed table syncs by error type", [*names, "type"], error_counts)
+            error_counts[(*_labels(spec, row["table_name"]), row["error_type"])] += row["runs"]
+        yield _counter(
+            f"{spec.metrics_prefix}_errors", "failed table syncs by error type", [*names, "type"], error_counts
+        )
         yield _gauge(
-            f"{spec.prefix}_last_success_timestamp",
+            f"{spec.metrics_prefix}_last_success_timestamp",
             "unix time the newest successful table sync finished",
             names,
             last_success,
         )
         yield _gauge(
-            f"{spec.prefix}_newest_partition_timestamp",
+            f"{spec.metrics_prefix}_newest_partition_timestamp",
             "the newest partition date synced successfully, as unix time of its 00:00 KST",
             names,
             newest_partition,
         )
         yield _gauge(
-            f"{spec.prefix}_running",
+            f"{spec.metrics_prefix}_running",
             "table syncs marked running (one running for hours was killed mid-way)",
             names,
             running,
         )
         yield GaugeMetricFamily(
-            f"{spec.prefix}_quarantined_records", "records of the source held in rejected_records", quarantined
+            f"{spec.metrics_prefix}_quarantined_records", "records of the source held in rejected_records", quarantined
         )
 
     def _warehouse_families(self, conn: Connection) -> Iterator[Metric]:
-        active, removed = conn.execute(_AED_DEVICES).one()
-        devices = GaugeMetricFamily("edgen_aed_devices", "devices in aed_data: active or removed", labels=["state"])
-        devices.add_metric(["active"], active)
-        devices.add_metric(["removed"], removed)
-        yield devices
+        for spec in self.sources:
+            for gauge in spec.warehouse_gauges(conn):
+                yield _reading(gauge)
 
-        newest = conn.execute(_AED_NEWEST_SNAPSHOT).scalar()
-        if newest is not None:
-            yield GaugeMetricFamily(
-                "edgen_aed_newest_snapshot_timestamp",
-                "the partition date of the newest e-gen snapshot applied, as unix time of its 00:00 KST",
-                kst_midnight(newest),
-            )
-            yield GaugeMetricFamily(
-                "edgen_aed_newest_snapshot_age_days",
-                "days from the newest applied e-gen snapshot to today's KST date",
-                (kst_date() - newest).days,
-            )
 
-        rows = GaugeMetricFamily("flower_rows", "rows in each flower table", labels=["table"])
-        for table, count in conn.execute(_FLOWER_ROWS).tuples():
-            rows.add_metric([table], count)
-        yield rows
+def _label_names(spec: Source) -> list[str]:
+    # ``table`` only where it tells series apart: a source writing a single table has none.
+    return ["table"] if len(spec.synced_tables) > 1 else []
+
+
+def _labels(spec: Source, table: str) -> tuple[str, ...]:
+    return (table,) if len(spec.synced_tables) > 1 else ()
+
+
+def _reading(gauge: Gauge) -> Metric:
+    if not gauge.labels:
+        return GaugeMetricFamily(gauge.name, gauge.documentation, gauge.values.get((), 0))
+    family = GaugeMetricFamily(gauge.name, gauge.documentation, labels=list(gauge.labels))
+    for label_values, value in gauge.values.items():
+        family.add_metric(list(label_values), value)
+    return family
 
 
 def _counter(name: str, documentation: str, labels: list[str], values: dict[tuple, float]) -> Metric:
@@ -263,14 +229,14 @@ def _filled(family: CounterMetricFamily | GaugeMetricFamily, values: dict[tuple,
     return family
 
 
-def _histogram(spec: SyncSource, rows) -> HistogramMetricFamily:
+def _histogram(spec: Source, rows) -> HistogramMetricFamily:
     """The duration histogram from the per-bound counts; sources without ``table`` sum over tables."""
     bucket_counts: dict[tuple, dict[float, int]] = {
-        (*spec.labels(t), "success"): {b: 0 for b in DURATION_BUCKETS} for t in spec.tables
+        (*_labels(spec, t), "success"): {b: 0 for b in DURATION_BUCKETS} for t in spec.synced_tables
     }
     totals: dict[tuple, list[float]] = {labels: [0, 0.0] for labels in bucket_counts}
     for row in rows:
-        labels = (*spec.labels(row["table_name"]), row["status"])
+        labels = (*_labels(spec, row["table_name"]), row["status"])
         buckets = bucket_counts.setdefault(labels, {b: 0 for b in DURATION_BUCKETS})
         buckets[row["bound"]] += row["le_count"]
         if row["bound"] == DURATION_BUCKETS[0]:  # total and sum repeat on every bound's row: take them once
@@ -278,9 +244,9 @@ def _histogram(spec: SyncSource, rows) -> HistogramMetricFamily:
             total[0] += row["total"]
             total[1] += row["seconds"]
     family = HistogramMetricFamily(
-        f"{spec.prefix}_duration_seconds",
+        f"{spec.metrics_prefix}_duration_seconds",
         "wall time of finished table syncs, from sync_runs started_at to finished_at",
-        labels=[*spec.label_names, "status"],
+        labels=[*_label_names(spec), "status"],
     )
     for labels, buckets in sorted(bucket_counts.items()):
         count, seconds = totals[labels]
