@@ -23,7 +23,7 @@ from aed_pipeline.defs.shared.io import PartitionedPickleIOManager
 from aed_pipeline.lib.at_flower.client import AtFlowerClient
 from aed_pipeline.lib.core import settings
 from aed_pipeline.lib.core.archive import RawArchive
-from aed_pipeline.lib.core.http import RetryPolicy
+from aed_pipeline.lib.core.http import HttpOptions, RetryPolicy
 from aed_pipeline.lib.core.warehouse import redact_database_url, resolve_database_url, warehouse_engine
 from aed_pipeline.lib.egen_aed.client import EgenClient
 
@@ -99,9 +99,11 @@ class EgenApiResource(dg.ConfigurableResource):
             base_url,
             num_of_rows=self.num_of_rows,
             response_type=self.response_type,
-            read_timeout=self.read_timeout_seconds,
-            retry=RetryPolicy(max_attempts=self.max_attempts, base_delay=self.retry_base_delay_seconds),
-            transport=transport,
+            http=HttpOptions(
+                transport=transport,
+                read_timeout=self.read_timeout_seconds,
+                retry=RetryPolicy(max_attempts=self.max_attempts, base_delay=self.retry_base_delay_seconds),
+            ),
         )
 
 
@@ -130,9 +132,11 @@ class AtFlowerApiResource(dg.ConfigurableResource):
             base_url,
             count_per_page=self.count_per_page,
             data_type=self.data_type,
-            read_timeout=self.read_timeout_seconds,
-            retry=RetryPolicy(max_attempts=self.max_attempts, base_delay=self.retry_base_delay_seconds),
-            transport=transport,
+            http=HttpOptions(
+                transport=transport,
+                read_timeout=self.read_timeout_seconds,
+                retry=RetryPolicy(max_attempts=self.max_attempts, base_delay=self.retry_base_delay_seconds),
+            ),
         )
 
 
