@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Literal, Self, TypeVar
+from typing import ClassVar, Literal, Self, TypedDict, TypeVar
 from urllib.parse import quote, quote_plus, unquote
 
 import httpx
@@ -262,6 +262,14 @@ class HttpOptions:
 # --------------------------------------------------------------------------- transport
 
 
+class _RequestContext(TypedDict):
+    """Which request failed: the keyword arguments every :class:`SourceError` takes."""
+
+    source: str
+    operation: str
+    page: int | None
+
+
 class SourceHttp:
     """One httpx.Client plus retry and redaction, shared by the e-gen and aT clients.
 
@@ -376,7 +384,7 @@ class SourceHttp:
         page: int | None,
         interpret: Callable[[httpx.Response], T],
     ) -> T:
-        ctx = {"source": self.source, "operation": operation, "page": page}
+        ctx: _RequestContext = {"source": self.source, "operation": operation, "page": page}
         failure: SourceError | None = None
         response: httpx.Response | None = None
         logger.debug("%s GET %s", self.source, self.redact(url))
