@@ -11,8 +11,9 @@ import dagster as dg
 from sqlalchemy.engine import Engine
 
 from aed_pipeline.defs.egen_aed.assets import aed_data, aed_raw_snapshot, aed_validated
+from aed_pipeline.defs.egen_aed.resources import EgenApiResource
 from aed_pipeline.defs.shared.io import PartitionedPickleIOManager
-from aed_pipeline.defs.shared.resources import EgenApiResource, RawArchiveResource, WarehouseResource
+from aed_pipeline.defs.shared.resources import RawArchiveResource, WarehouseResource
 from aed_pipeline.lib.core.archive import RawArchive
 from aed_pipeline.lib.egen_aed.records import validate_records
 from aed_pipeline.simulator import Simulator, SimulatorServer

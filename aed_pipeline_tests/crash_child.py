@@ -88,9 +88,10 @@ def run_flower(url: str, tmp: str, at_base_url: str, sale_date: str, point: str,
     import dagster as dg
 
     from aed_pipeline.defs.at_flower.assets import flower_auction_validated, public_bidding_flowers
+    from aed_pipeline.defs.at_flower.resources import AtFlowerApiResource
     from aed_pipeline.defs.at_flower.tables import flower_tables
     from aed_pipeline.defs.shared.io import PartitionedPickleIOManager
-    from aed_pipeline.defs.shared.resources import AtFlowerApiResource, RawArchiveResource, WarehouseResource
+    from aed_pipeline.defs.shared.resources import RawArchiveResource, WarehouseResource
     from aed_pipeline_tests.flower_support import ASSETS, KEY
 
     _arm(warehouse_engine(normalize_database_url(url)), point, FLOWER_POINTS, marker)

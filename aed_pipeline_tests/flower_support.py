@@ -9,9 +9,10 @@ import dagster as dg
 
 from aed_pipeline.defs.at_flower.assets import flower_auction_raw, flower_auction_validated, public_bidding_flowers
 from aed_pipeline.defs.at_flower.jobs import partition_range_tags
+from aed_pipeline.defs.at_flower.resources import AtFlowerApiResource
 from aed_pipeline.defs.at_flower.tables import flower_tables
 from aed_pipeline.defs.shared.io import PartitionedPickleIOManager
-from aed_pipeline.defs.shared.resources import AtFlowerApiResource, RawArchiveResource, WarehouseResource
+from aed_pipeline.defs.shared.resources import RawArchiveResource, WarehouseResource
 from aed_pipeline.simulator import SimulatorServer
 
 KEY = "MARKERAT0123456789ABCDEF01234567"

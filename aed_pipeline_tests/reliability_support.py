@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from filelock import FileLock
 from sqlalchemy.engine import Engine
 
-from aed_pipeline.defs.shared.resources import EgenApiResource
+from aed_pipeline.defs.egen_aed.resources import EgenApiResource
 from aed_pipeline.lib.core.archive import RawArchive
 from aed_pipeline.lib.core.embedded_postgres import EmbeddedPostgres
 from aed_pipeline.lib.core.warehouse import warehouse_engine

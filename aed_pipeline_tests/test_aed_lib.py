@@ -9,6 +9,7 @@ import pytest
 
 from aed_pipeline.lib.core.archive import ArchiveError, PageSetManifest, RawArchive
 from aed_pipeline.lib.core.errors import SourceQuotaExceeded
+from aed_pipeline.lib.core.http import HttpOptions
 from aed_pipeline.lib.egen_aed.client import EgenClient, parse_egen_response
 from aed_pipeline.lib.egen_aed.fetch import ARCHIVE_SOURCE, PAGE_SET, SnapshotUnavailable, fetch_snapshot
 from aed_pipeline.lib.egen_aed.records import (
@@ -149,7 +150,7 @@ def test_fetch_resumes_from_the_first_missing_page_and_reuses_a_complete_snapsho
     day = dt.date(2026, 3, 2)
     sim = Simulator(today=day, aed_count=1200)
     archive = RawArchive(tmp_path)
-    with EgenClient("k", num_of_rows=250, transport=simulator_transport(sim)) as client:
+    with EgenClient("k", num_of_rows=250, http=HttpOptions(transport=simulator_transport(sim))) as client:
         sim.faults.egen_daily_quota = 2
         with pytest.raises(SourceQuotaExceeded):
             fetch_snapshot(client, archive, day, origin="simulator")
@@ -178,7 +179,7 @@ def test_an_incomplete_snapshot_cannot_be_finished_on_another_day(tmp_path):
     day = dt.date(2026, 3, 2)
     sim = Simulator(today=day, aed_count=600)
     archive = RawArchive(tmp_path)
-    with EgenClient("k", num_of_rows=200, transport=simulator_transport(sim)) as client:
+    with EgenClient("k", num_of_rows=200, http=HttpOptions(transport=simulator_transport(sim))) as client:
         sim.faults.egen_daily_quota = 1
         with pytest.raises(SourceQuotaExceeded):
             fetch_snapshot(client, archive, day, origin="simulator")

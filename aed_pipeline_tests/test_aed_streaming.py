@@ -12,6 +12,7 @@ import pytest
 from psycopg import sql
 
 from aed_pipeline.lib.core.archive import RawArchive
+from aed_pipeline.lib.core.http import HttpOptions
 from aed_pipeline.lib.core.warehouse import warehouse_engine
 from aed_pipeline.lib.egen_aed.client import EgenClient
 from aed_pipeline.lib.egen_aed.fetch import fetch_snapshot
@@ -91,7 +92,7 @@ def test_a_record_without_region_or_address_is_kept_without_a_region():
 def _archive_a_snapshot(tmp_path, aed_count: int = 700) -> RawArchive:
     sim = Simulator(today=DAY, aed_count=aed_count)
     archive = RawArchive(tmp_path / "archive")
-    with EgenClient("k", num_of_rows=200, transport=simulator_transport(sim)) as client:
+    with EgenClient("k", num_of_rows=200, http=HttpOptions(transport=simulator_transport(sim))) as client:
         assert fetch_snapshot(client, archive, DAY, origin="simulator").complete
     return archive
 
@@ -155,7 +156,7 @@ def test_a_snapshot_of_any_page_count_validates_to_the_same_rows(tmp_path, pages
     """Page boundaries do not change the validated rows (each page is validated on its own)."""
     sim = Simulator(today=DAY, aed_count=450)
     archive = RawArchive(tmp_path / "archive")
-    with EgenClient("k", num_of_rows=450 // pages + 1, transport=simulator_transport(sim)) as client:
+    with EgenClient("k", num_of_rows=450 // pages + 1, http=HttpOptions(transport=simulator_transport(sim))) as client:
         fetch_snapshot(client, archive, DAY, origin="simulator")
     validation = validate_archived_snapshot(
         archive, DAY, health_centers=HEALTH_CENTERS, previous=None, rows_path=tmp_path / "validated.parquet"

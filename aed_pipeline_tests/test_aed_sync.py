@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from aed_pipeline.defs.egen_aed.assets import aed_data, aed_raw_snapshot, aed_validated
-from aed_pipeline.defs.shared.resources import EgenApiResource
+from aed_pipeline.defs.egen_aed.resources import EgenApiResource
 from aed_pipeline.lib.egen_aed.fetch import ARCHIVE_SOURCE, PAGE_SET
 from aed_pipeline.lib.egen_aed.tables import health_center_lookup, previous_snapshot
 from aed_pipeline.lib.egen_aed.validate import validate_archived_snapshot

@@ -27,16 +27,12 @@ from dagster._daemon.monitoring.run_monitoring import check_run_timeout
 
 from aed_pipeline.defs.at_flower.assets import flower_auction_raw, flower_auction_validated, public_bidding_flowers
 from aed_pipeline.defs.at_flower.jobs import flower_sync_job
+from aed_pipeline.defs.at_flower.resources import AtFlowerApiResource
 from aed_pipeline.defs.at_flower.tables import flower_tables
 from aed_pipeline.defs.shared import alerting as alerting_defs
 from aed_pipeline.defs.shared.alerting import build_alert_sink, critical_alerts, daily_warning_summary
 from aed_pipeline.defs.shared.io import PartitionedPickleIOManager
-from aed_pipeline.defs.shared.resources import (
-    AtFlowerApiResource,
-    RawArchiveResource,
-    WarehouseResource,
-    build_resources,
-)
+from aed_pipeline.defs.shared.resources import RawArchiveResource, WarehouseResource, build_resources
 from aed_pipeline.lib.core import settings
 from aed_pipeline.lib.core.kst import KST
 from aed_pipeline.lib.ops.alerting import Alert, AlertDeliveryError, LogSink, SlackWebhookSink

@@ -24,7 +24,7 @@ from aed_pipeline.lib.core.errors import (
     SourceResponseInvalid,
     SourceUnavailable,
 )
-from aed_pipeline.lib.core.http import RetryPolicy
+from aed_pipeline.lib.core.http import HttpOptions, RetryPolicy
 from aed_pipeline_tests.helpers import ScriptedHandler, assert_no_key
 
 KEY = "MARKERKEY0123456789ABCDEF0123456"  # 32 chars like a real aT key
@@ -86,9 +86,10 @@ def json_response(body: bytes, status: int = 200) -> httpx.Response:
     return httpx.Response(status, content=body, headers={"Content-Type": "application/json;charset=UTF-8"})
 
 
-def make_client(handler, **kw) -> tuple[AtFlowerClient, list[float]]:
+def make_client(handler, retry: RetryPolicy | None = None, **kw) -> tuple[AtFlowerClient, list[float]]:
     delays: list[float] = []
-    client = AtFlowerClient(KEY, transport=httpx.MockTransport(handler), sleep=delays.append, rng=lambda: 1.0, **kw)
+    http = HttpOptions(transport=httpx.MockTransport(handler), sleep=delays.append, rng=lambda: 1.0, retry=retry)
+    client = AtFlowerClient(KEY, http=http, **kw)
     return client, delays
 
 
@@ -122,7 +123,9 @@ def test_request_url_parameters():
 def test_key_with_special_chars_encoded_once():
     odd_key = "MARKERKEY+/=%zz"
     handler = ScriptedHandler(json_response(EMPTY_DAY))
-    with AtFlowerClient(odd_key, transport=httpx.MockTransport(handler), sleep=lambda s: None) as client:
+    with AtFlowerClient(
+        odd_key, http=HttpOptions(transport=httpx.MockTransport(handler), sleep=lambda s: None)
+    ) as client:
         client.fetch_page(DAY, 2, 1)
         assert "MARKERKEY" not in client.redacted_url(DAY, 2, 1)
     assert "serviceKey=MARKERKEY%2B%2F%3D%25zz&" in str(handler.requests[0].url)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from aed_pipeline.defs.shared.resources import build_resources
+from aed_pipeline.definitions import environment_resources
 
 CLI = str(Path(sys.executable).parent / "aed-pipeline")
 
@@ -29,7 +29,7 @@ def test_simulator_serve_drives_the_real_clients_configured_by_environment(monke
         monkeypatch.setenv("EGEN_SERVICE_KEY", "any-key")
         monkeypatch.setenv("AT_FLOWER_BASE_URL", at_url)
         monkeypatch.setenv("AT_FLOWER_SERVICE_KEY", "any-key")
-        resources = build_resources()
+        resources = environment_resources()
         # Dagster resolves EnvVar at run time; outside a run, hand the resolved values over.
         egen = resources["egen_api"].model_copy(update={"service_key": "any-key"})
         at = resources["at_flower_api"].model_copy(update={"service_key": "any-key"})

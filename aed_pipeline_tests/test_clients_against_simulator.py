@@ -24,7 +24,7 @@ from aed_pipeline.lib.core.errors import (
     SourceResponseInvalid,
     SourceUnavailable,
 )
-from aed_pipeline.lib.core.http import RetryPolicy
+from aed_pipeline.lib.core.http import HttpOptions, RetryPolicy
 from aed_pipeline.lib.egen_aed.client import EgenClient
 from aed_pipeline.simulator import Simulator, SimulatorServer
 from aed_pipeline_tests.helpers import assert_no_key
@@ -38,6 +38,7 @@ SUNDAY = date(2026, 11, 22)
 # Auction results settle after the day: two days later the simulator serves the final rows.
 SETTLED = date(2026, 11, 25)
 FAST_RETRIES = RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05)
+FAST_HTTP = HttpOptions(retry=FAST_RETRIES)
 
 
 @pytest.fixture(scope="module")
@@ -60,15 +61,13 @@ def clean_simulator(sim: Simulator) -> Iterator[None]:
     sim.reset_faults()
 
 
-def egen(server: SimulatorServer, key: str = EGEN_KEY, **options) -> EgenClient:
-    options.setdefault("retry", FAST_RETRIES)
+def egen(server: SimulatorServer, key: str = EGEN_KEY, http: HttpOptions = FAST_HTTP, **options) -> EgenClient:
     options.setdefault("num_of_rows", 1000)
-    return EgenClient(key, server.egen_base_url, **options)
+    return EgenClient(key, server.egen_base_url, http=http, **options)
 
 
-def at(server: SimulatorServer, key: str = AT_KEY, **options) -> AtFlowerClient:
-    options.setdefault("retry", FAST_RETRIES)
-    return AtFlowerClient(key, server.at_base_url, **options)
+def at(server: SimulatorServer, key: str = AT_KEY, http: HttpOptions = FAST_HTTP, **options) -> AtFlowerClient:
+    return AtFlowerClient(key, server.at_base_url, http=http, **options)
 
 
 def requests_to(sim: Simulator, api: str) -> int:
@@ -194,7 +193,7 @@ def test_transient_failures_are_retried_until_success(sim, server, faults: dict)
     failures = max(
         faults.get(name, 0) for name in ("http_error_count", "egen_per_second_count", "timeout_count", "reset_count")
     )
-    with egen(server, read_timeout=0.5) as client:
+    with egen(server, http=HttpOptions(retry=FAST_RETRIES, read_timeout=0.5)) as client:
         page = client.fetch_full_down_page(1)
     assert page.records
     assert requests_to(sim, "egen") == failures + 1
@@ -217,7 +216,7 @@ def test_a_broken_page_is_a_clear_invalid_response(sim, server, caplog, fault: s
 
 
 def test_a_default_user_agent_is_blocked_by_the_gateway(sim, server, caplog) -> None:
-    error = _egen_error(server, caplog, user_agent="python-httpx/0.28.1")
+    error = _egen_error(server, caplog, http=HttpOptions(retry=FAST_RETRIES, user_agent="python-httpx/0.28.1"))
     assert isinstance(error, SourceRequestInvalid)
     assert "Request Blocked" in str(error) or "blocked" in str(error).lower()
     assert requests_to(sim, "egen") == 1

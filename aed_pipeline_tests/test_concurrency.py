@@ -23,7 +23,7 @@ import pytest
 import sqlalchemy as sa
 
 from aed_pipeline.defs.at_flower.assets import flower_auction_raw
-from aed_pipeline.defs.shared.resources import EgenApiResource
+from aed_pipeline.defs.egen_aed.resources import EgenApiResource
 from aed_pipeline.lib.at_flower.fetch import archived_public_rows
 from aed_pipeline.lib.at_flower.write.served import replace_public_slice
 from aed_pipeline.lib.core.archive import RawArchive

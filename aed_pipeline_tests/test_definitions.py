@@ -10,15 +10,12 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from aed_pipeline.definitions import defs
+from aed_pipeline.definitions import defs, environment_resources
 from aed_pipeline.defs.at_flower.partitions import flower_daily_partitions
+from aed_pipeline.defs.at_flower.resources import AtFlowerApiResource
 from aed_pipeline.defs.egen_aed.partitions import aed_daily_partitions
-from aed_pipeline.defs.shared.resources import (
-    AtFlowerApiResource,
-    EgenApiResource,
-    WarehouseResource,
-    build_resources,
-)
+from aed_pipeline.defs.egen_aed.resources import EgenApiResource
+from aed_pipeline.defs.shared.resources import WarehouseResource
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -35,7 +32,7 @@ def test_definitions_load_with_the_three_resources() -> None:
 def test_without_keys_the_api_resources_use_the_simulator(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("EGEN_SERVICE_KEY", "AT_FLOWER_SERVICE_KEY"):
         monkeypatch.delenv(name, raising=False)
-    resources = build_resources()
+    resources = environment_resources()
     assert resources["egen_api"].source == "simulator"
     assert resources["at_flower_api"].source == "simulator"
 
@@ -43,7 +40,7 @@ def test_without_keys_the_api_resources_use_the_simulator(monkeypatch: pytest.Mo
 def test_service_keys_are_passed_as_env_vars_never_as_values(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EGEN_SERVICE_KEY", "MARKER-EGEN-KEY")
     monkeypatch.setenv("AT_FLOWER_SERVICE_KEY", "MARKER-AT-KEY")
-    resources = build_resources()
+    resources = environment_resources()
     # The resource's config holds the EnvVar (the variable's name); Dagster resolves it at run time.
     assert resources["egen_api"].service_key == dg.EnvVar("EGEN_SERVICE_KEY")
     assert resources["at_flower_api"].service_key == dg.EnvVar("AT_FLOWER_SERVICE_KEY")

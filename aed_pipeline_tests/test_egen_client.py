@@ -17,7 +17,7 @@ from aed_pipeline.lib.core.errors import (
     SourceResponseInvalid,
     SourceUnavailable,
 )
-from aed_pipeline.lib.core.http import RetryPolicy
+from aed_pipeline.lib.core.http import HttpOptions, RetryPolicy
 from aed_pipeline.lib.egen_aed.client import EgenClient, EgenPage, page_count, parse_egen_response
 from aed_pipeline_tests.helpers import RECORDED, RECORDED_AED_XML, ScriptedHandler, assert_no_key, synthetic_aed_page
 
@@ -33,14 +33,12 @@ BASE = "https://apis.data.go.kr/B552657/AEDInfoInqireService"
 # --------------------------------------------------------------------------- helpers
 
 
-def make_client(handler, key: str = ENCODED, **kw) -> tuple[EgenClient, list[float]]:
+def make_client(handler, key: str = ENCODED, retry: RetryPolicy | None = None, **kw) -> tuple[EgenClient, list[float]]:
     delays: list[float] = []
     kw.setdefault("num_of_rows", 5)
     client = EgenClient(
         key,
-        transport=httpx.MockTransport(handler),
-        sleep=delays.append,
-        rng=lambda: 1.0,
+        http=HttpOptions(transport=httpx.MockTransport(handler), sleep=delays.append, rng=lambda: 1.0, retry=retry),
         **kw,
     )
     return client, delays

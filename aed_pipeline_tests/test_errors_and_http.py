@@ -22,6 +22,7 @@ from aed_pipeline.lib.core.errors import (
 )
 from aed_pipeline.lib.core.http import (
     DEFAULT_USER_AGENT,
+    HttpOptions,
     RetryPolicy,
     SourceHttp,
     build_url,
@@ -36,15 +37,12 @@ DECODED = "MARKERKEY+abc/def=="
 ENCODED = "MARKERKEY%2Babc%2Fdef%3D%3D"
 
 
-def _http(handler, **kw) -> tuple[SourceHttp, list[float]]:
+def _http(handler, retry: RetryPolicy | None = None) -> tuple[SourceHttp, list[float]]:
     delays: list[float] = []
     http = SourceHttp(
         source=SOURCE_EGEN,
         secrets=[ENCODED],
-        transport=httpx.MockTransport(handler),
-        sleep=delays.append,
-        rng=lambda: 1.0,
-        **kw,
+        http=HttpOptions(transport=httpx.MockTransport(handler), sleep=delays.append, rng=lambda: 1.0, retry=retry),
     )
     return http, delays
 
@@ -254,7 +252,7 @@ def test_httpx_logger_is_redacted(caplog):
 def test_external_client_is_not_closed():
     rec = ScriptedHandler(httpx.Response(200, text="ok"))
     client = httpx.Client(transport=httpx.MockTransport(rec))
-    http = SourceHttp(source=SOURCE_EGEN, secrets=[ENCODED], client=client, sleep=lambda s: None)
+    http = SourceHttp(source=SOURCE_EGEN, secrets=[ENCODED], http=HttpOptions(client=client, sleep=lambda s: None))
     assert http.get("https://x.test/op", operation="op", page=None, interpret=_ok) == "ok"
     assert rec.requests[0].headers["user-agent"] == DEFAULT_USER_AGENT
     http.close()

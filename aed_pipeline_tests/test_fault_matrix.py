@@ -30,7 +30,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from aed_pipeline.defs.shared.resources import EgenApiResource
+from aed_pipeline.defs.egen_aed.resources import EgenApiResource
 from aed_pipeline.lib.at_flower.fetch import FLOWER_ARCHIVE_SOURCE, page_set_name
 from aed_pipeline.lib.core.archive import RawArchive
 from aed_pipeline.lib.core.warehouse import warehouse_engine

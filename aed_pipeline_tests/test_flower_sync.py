@@ -22,8 +22,8 @@ from aed_pipeline.defs.at_flower.jobs import (
     flower_daily_run_request,
     flower_sync_job,
 )
+from aed_pipeline.defs.at_flower.resources import AtFlowerApiResource
 from aed_pipeline.defs.at_flower.tables import flower_tables
-from aed_pipeline.defs.shared.resources import AtFlowerApiResource
 from aed_pipeline.lib.at_flower.fetch import archived_flower_day
 from aed_pipeline.lib.at_flower.validate import CHECK_DUPLICATE_KEYS, CHECK_PRICE_INVARIANTS, CHECK_VOLUME
 from aed_pipeline.lib.core.archive import RawArchive

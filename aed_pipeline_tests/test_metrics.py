@@ -27,9 +27,10 @@ import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
 from aed_pipeline.defs.at_flower.assets import flower_auction_raw, flower_auction_validated, public_bidding_flowers
+from aed_pipeline.defs.at_flower.resources import AtFlowerApiResource
 from aed_pipeline.defs.at_flower.tables import flower_tables
 from aed_pipeline.defs.shared.io import PartitionedPickleIOManager
-from aed_pipeline.defs.shared.resources import AtFlowerApiResource, RawArchiveResource, WarehouseResource
+from aed_pipeline.defs.shared.resources import RawArchiveResource, WarehouseResource
 from aed_pipeline.lib.core.kst import kst_date, kst_midnight
 from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_EGEN, SYNC_SOURCE_FLOWER, sync_run
 from aed_pipeline.lib.core.warehouse import create_warehouse_engine, warehouse_engine

@@ -32,11 +32,12 @@ from dagster._core.storage.tags import RUN_FAILURE_REASON_TAG, WILL_RETRY_TAG
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 
 from aed_pipeline.defs.at_flower.assets import flower_auction_raw, flower_auction_validated, public_bidding_flowers
+from aed_pipeline.defs.at_flower.resources import AtFlowerApiResource
 from aed_pipeline.defs.at_flower.tables import flower_tables
 from aed_pipeline.defs.egen_aed.assets import aed_raw_snapshot
 from aed_pipeline.defs.shared.io import PartitionedPickleIOManager
 from aed_pipeline.defs.shared.partitions import MAX_RUNTIME_SECONDS
-from aed_pipeline.defs.shared.resources import AtFlowerApiResource, RawArchiveResource, WarehouseResource
+from aed_pipeline.defs.shared.resources import RawArchiveResource, WarehouseResource
 from aed_pipeline.lib.core.embedded_postgres import EmbeddedPostgres
 from aed_pipeline.simulator import Simulator, SimulatorServer
 

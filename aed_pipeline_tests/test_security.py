@@ -29,13 +29,10 @@ import sqlalchemy as sa
 
 from aed_pipeline.definitions import defs
 from aed_pipeline.defs.at_flower.assets import flower_auction_raw, flower_auction_validated, public_bidding_flowers
+from aed_pipeline.defs.at_flower.resources import AtFlowerApiResource
 from aed_pipeline.defs.at_flower.tables import flower_tables
-from aed_pipeline.defs.shared.resources import (
-    AtFlowerApiResource,
-    EgenApiResource,
-    WarehouseResource,
-    build_resources,
-)
+from aed_pipeline.defs.egen_aed.resources import EgenApiResource
+from aed_pipeline.defs.shared.resources import WarehouseResource, build_resources
 from aed_pipeline.lib.core import settings
 from aed_pipeline.lib.egen_aed.records import TEXT_FIELD_COLUMNS
 from aed_pipeline.simulator import Simulator, SimulatorServer

@@ -56,8 +56,9 @@ def _child(mode: str, base_url: str, database_url: str, work: str, day: str, row
     import dagster as dg
 
     from aed_pipeline.defs.egen_aed.assets import aed_data, aed_raw_snapshot, aed_validated
+    from aed_pipeline.defs.egen_aed.resources import EgenApiResource
     from aed_pipeline.defs.shared.io import PartitionedPickleIOManager
-    from aed_pipeline.defs.shared.resources import EgenApiResource, RawArchiveResource, WarehouseResource
+    from aed_pipeline.defs.shared.resources import RawArchiveResource, WarehouseResource
 
     resources = {
         "warehouse": WarehouseResource(database_url=database_url),

@@ -179,9 +179,10 @@ def main() -> None:
             public_bidding_flowers,
         )
         from aed_pipeline.defs.at_flower.jobs import flower_sync_job, partition_range_tags
+        from aed_pipeline.defs.at_flower.resources import AtFlowerApiResource
         from aed_pipeline.defs.at_flower.tables import flower_tables
         from aed_pipeline.defs.shared.io import PartitionedPickleIOManager
-        from aed_pipeline.defs.shared.resources import AtFlowerApiResource, RawArchiveResource, WarehouseResource
+        from aed_pipeline.defs.shared.resources import RawArchiveResource, WarehouseResource
 
         database_url = _fresh_database(home)
         warehouse = WarehouseResource(database_url=database_url)

@@ -28,8 +28,9 @@ from aed_pipeline.defs.at_flower.reporting import (
     markdown_table,
     run_sale_dates,
 )
+from aed_pipeline.defs.at_flower.resources import AtFlowerApiResource
 from aed_pipeline.defs.shared.failures import StepRetryConfig, retry_or_fail
-from aed_pipeline.defs.shared.resources import AtFlowerApiResource, RawArchiveResource, WarehouseResource
+from aed_pipeline.defs.shared.resources import RawArchiveResource, WarehouseResource
 from aed_pipeline.lib.at_flower.calendar import non_auction_reason, weekday_name
 from aed_pipeline.lib.at_flower.checks import VolumeRule, volume_history_dates
 from aed_pipeline.lib.at_flower.client import FLOWER_GUBN_NAMES

@@ -21,10 +21,11 @@ import dagster as dg
 from pydantic import Field
 
 from aed_pipeline.defs.egen_aed.partitions import aed_daily_partitions
+from aed_pipeline.defs.egen_aed.resources import EgenApiResource
 from aed_pipeline.defs.shared.failures import StepRetryConfig, refused, retry_or_fail
 from aed_pipeline.defs.shared.freshness import freshness_policy
 from aed_pipeline.defs.shared.partitions import MAX_RUNTIME_SECONDS, MAX_RUNTIME_TAG
-from aed_pipeline.defs.shared.resources import EgenApiResource, RawArchiveResource, WarehouseResource
+from aed_pipeline.defs.shared.resources import RawArchiveResource, WarehouseResource
 from aed_pipeline.lib.core.errors import SourceError
 from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_EGEN, record_failed_sync, replace_rejected_records
 from aed_pipeline.lib.egen_aed.checks import IntegrityThresholds

@@ -1,4 +1,5 @@
-"""The resources both sources use: the warehouse and the two API clients.
+"""The resources both sources use: the warehouse, the raw archive, the IO manager, the alert sink,
+and :class:`ApiResource`, the base of each source's API resource (in the source's own folder).
 
 Secrets (service keys, a database URL with a password) reach Dagster only as ``dg.EnvVar``, so the
 UI shows the variable's name and never its value. With no service key set, an API resource talks
@@ -15,17 +16,14 @@ from pathlib import Path
 from typing import Literal
 
 import dagster as dg
-import httpx
 from sqlalchemy.engine import Engine
 
 from aed_pipeline.defs.shared.alerting import build_alert_sink
 from aed_pipeline.defs.shared.io import PartitionedPickleIOManager
-from aed_pipeline.lib.at_flower.client import AtFlowerClient
 from aed_pipeline.lib.core import settings
 from aed_pipeline.lib.core.archive import RawArchive
-from aed_pipeline.lib.core.http import RetryPolicy
+from aed_pipeline.lib.core.http import HttpOptions, RetryPolicy
 from aed_pipeline.lib.core.warehouse import redact_database_url, resolve_database_url, warehouse_engine
-from aed_pipeline.lib.egen_aed.client import EgenClient
 
 logger = logging.getLogger(__name__)
 
@@ -74,14 +72,16 @@ def _simulator_transport():
     return simulator_transport(_shared_simulator())
 
 
-class EgenApiResource(dg.ConfigurableResource):
-    """The e-gen AED API (data.go.kr AEDInfoInqireService), or the simulator without a key."""
+class ApiResource(dg.ConfigurableResource):
+    """What every source API resource is configured with; the simulator serves it without a key.
+
+    A subclass gives ``base_url`` and ``read_timeout_seconds`` their defaults, adds its own
+    settings and builds its client from :meth:`_endpoint`.
+    """
 
     service_key: str | None = None
-    base_url: str = settings.DEFAULT_EGEN_BASE_URL
-    num_of_rows: int = 5000
-    response_type: Literal["xml", "json"] = "xml"
-    read_timeout_seconds: float = 120.0
+    base_url: str
+    read_timeout_seconds: float
     max_attempts: int = 5
     retry_base_delay_seconds: float = 1.0  # first backoff ceiling; doubles per attempt (lib/core/http.py)
 
@@ -89,89 +89,47 @@ class EgenApiResource(dg.ConfigurableResource):
     def source(self) -> Literal["live", "simulator"]:
         return "live" if self.service_key else "simulator"
 
-    def client(self) -> EgenClient:
-        """A client for one run; close it (it is a context manager) when done."""
-        key, base_url, transport = _endpoint(
-            self.service_key, self.base_url, settings.EGEN_SERVICE_KEY_ENV, "the e-gen AED API"
-        )
-        return EgenClient(
-            key,
-            base_url,
-            num_of_rows=self.num_of_rows,
-            response_type=self.response_type,
+    def _endpoint(self, key_variable: str, api: str) -> tuple[str, HttpOptions]:
+        """Key and HTTP options for a client: the configured API, or the in-process simulator.
+
+        ``key_variable`` and ``api`` name the service key's variable and the API in the warning
+        logged when the simulator stands in.
+        """
+        if self.service_key:
+            key, transport = self.service_key, None
+        else:
+            logger.warning("%s is not set: %s is served by the built-in simulator", key_variable, api)
+            key, transport = SIMULATOR_KEY, _simulator_transport()
+        return key, HttpOptions(
+            transport=transport,
             read_timeout=self.read_timeout_seconds,
             retry=RetryPolicy(max_attempts=self.max_attempts, base_delay=self.retry_base_delay_seconds),
-            transport=transport,
         )
 
 
-class AtFlowerApiResource(dg.ConfigurableResource):
-    """The aT flower auction API (화훼유통정보 f001), or the simulator without a key."""
-
-    service_key: str | None = None
-    base_url: str = settings.DEFAULT_AT_FLOWER_BASE_URL
-    count_per_page: int = 1000
-    data_type: Literal["json", "xml"] = "json"
-    read_timeout_seconds: float = 60.0
-    max_attempts: int = 5
-    retry_base_delay_seconds: float = 1.0  # first backoff ceiling; doubles per attempt (lib/core/http.py)
-
-    @property
-    def source(self) -> Literal["live", "simulator"]:
-        return "live" if self.service_key else "simulator"
-
-    def client(self) -> AtFlowerClient:
-        """A client for one run; close it (it is a context manager) when done."""
-        key, base_url, transport = _endpoint(
-            self.service_key, self.base_url, settings.AT_FLOWER_SERVICE_KEY_ENV, "the aT flower API"
-        )
-        return AtFlowerClient(
-            key,
-            base_url,
-            count_per_page=self.count_per_page,
-            data_type=self.data_type,
-            read_timeout=self.read_timeout_seconds,
-            retry=RetryPolicy(max_attempts=self.max_attempts, base_delay=self.retry_base_delay_seconds),
-            transport=transport,
-        )
-
-
-def _endpoint(
-    service_key: str | None, base_url: str, key_variable: str, api: str
-) -> tuple[str, str, httpx.BaseTransport | None]:
-    """Key, URL and transport for a client: the configured API, or the in-process simulator."""
-    if service_key:
-        return service_key, base_url, None
-    logger.warning("%s is not set: %s is served by the built-in simulator", key_variable, api)
-    return SIMULATOR_KEY, base_url, _simulator_transport()
-
-
-def _secret(name: str) -> dg.EnvVar | None:
+def env_secret(name: str) -> dg.EnvVar | None:
     """The variable as a Dagster EnvVar when set (its value never enters config), else None."""
     return dg.EnvVar(name) if settings.env_or_none(name) else None
 
 
-def _plain(name: str, default: str) -> str:
+def env_setting(name: str, default: str) -> str:
+    """The variable's value, or ``default`` when it is unset or empty."""
     return settings.env_or_none(name) or default
 
 
 def build_resources() -> dict[str, dg.ConfigurableResource | dg.ConfigurableIOManager]:
-    """The resources as configured by the environment (see the README's table of variables)."""
+    """The shared resources as configured by the environment (see the README's table of variables).
+
+    Each source's API resource is registered by its own folder; ``aed_pipeline.definitions.
+    environment_resources`` gives them all.
+    """
     return {
         "warehouse": WarehouseResource(
-            database_url=_secret(settings.DATABASE_URL_ENV),
+            database_url=env_secret(settings.DATABASE_URL_ENV),
             home=os.environ.get(settings.HOME_ENV) or None,
         ),
         "raw_archive": RawArchiveResource(url=settings.env_or_none(settings.ARCHIVE_URL_ENV)),
         "io_manager": PartitionedPickleIOManager(),
-        "egen_api": EgenApiResource(
-            service_key=_secret(settings.EGEN_SERVICE_KEY_ENV),
-            base_url=_plain(settings.EGEN_BASE_URL_ENV, settings.DEFAULT_EGEN_BASE_URL),
-        ),
-        "at_flower_api": AtFlowerApiResource(
-            service_key=_secret(settings.AT_FLOWER_SERVICE_KEY_ENV),
-            base_url=_plain(settings.AT_FLOWER_BASE_URL_ENV, settings.DEFAULT_AT_FLOWER_BASE_URL),
-        ),
         "alert_sink": build_alert_sink(),
     }
 

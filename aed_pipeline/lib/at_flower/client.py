@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
-import random
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal
@@ -42,15 +40,12 @@ from aed_pipeline.lib.core.errors import (
     SourceResponseInvalid,
 )
 from aed_pipeline.lib.core.http import (
-    DEFAULT_USER_AGENT,
-    RetryPolicy,
+    HttpOptions,
     SourceClient,
-    SourceHttp,
     body_snippet,
     build_url,
 )
 from aed_pipeline.lib.core.wire import (
-    accept_header,
     first_significant_char,
     json_value_text,
     may_hold_lone_surrogates,
@@ -287,6 +282,10 @@ class AtFlowerClient(SourceClient):
                 archive(page.raw); load(page.records)
     """
 
+    source = SOURCE_AT_FLOWER
+    key_hint = _KEY_HINT
+    default_read_timeout = 60.0
+
     def __init__(
         self,
         service_key: str,
@@ -294,46 +293,19 @@ class AtFlowerClient(SourceClient):
         *,
         count_per_page: int = 1000,
         data_type: DataType = "json",
-        transport: httpx.BaseTransport | None = None,
-        client: httpx.Client | None = None,
-        connect_timeout: float = 10.0,
-        read_timeout: float = 60.0,
-        retry: RetryPolicy | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        rng: Callable[[], float] = random.random,
-        user_agent: str = DEFAULT_USER_AGENT,
         max_pages_per_day: int = 200,
+        http: HttpOptions | None = None,
     ) -> None:
         if count_per_page < 1:
             raise ValueError("count_per_page must be >= 1")
         if data_type not in ("json", "xml"):
             raise ValueError("data_type must be 'json' or 'xml'")
-        if not service_key or not service_key.strip():
-            raise SourceAuthError(
-                f"no service key configured; {_KEY_HINT}",
-                source=SOURCE_AT_FLOWER,
-                operation="configuration",
-            )
-        # Not a data.go.kr key: no Encoding/Decoding forms, just trim paste accidents.
-        self._key = service_key.strip()
+        # Not a data.go.kr key: no Encoding/Decoding forms; the base trims paste accidents.
+        super().__init__(service_key, body_format=data_type, http=http)
         self.base_url = base_url
         self.count_per_page = count_per_page
         self.data_type: DataType = data_type
         self.max_pages_per_day = max_pages_per_day
-        accept = accept_header(data_type)
-        self._http = SourceHttp(
-            source=SOURCE_AT_FLOWER,
-            secrets=[self._key],
-            transport=transport,
-            client=client,
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            retry=retry,
-            sleep=sleep,
-            rng=rng,
-            user_agent=user_agent,
-            headers={"Accept": accept},
-        )
 
     def __repr__(self) -> str:  # never show the key
         return f"AtFlowerClient(base_url={self.base_url!r}, count_per_page={self.count_per_page}, data_type={self.data_type!r})"

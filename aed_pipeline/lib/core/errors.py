@@ -95,14 +95,23 @@ class SourceError(Exception):
         self.args = (self._render(),)
         return self
 
-    def __reduce__(self):  # keep pickling (Dagster multiprocess) working with keyword-only args
+    def __reduce__(self) -> tuple[Callable[..., SourceError], tuple[object, ...]]:
+        # Keep pickling (Dagster multiprocess) working with keyword-only args.
         return (
             _rebuild,
             (type(self), self.detail, self.source, self.operation, self.page, self.code, self.attempts),
         )
 
 
-def _rebuild(cls, detail, source, operation, page, code, attempts):  # pragma: no cover - trivial
+def _rebuild(  # pragma: no cover - trivial
+    cls: type[SourceError],
+    detail: str,
+    source: str,
+    operation: str,
+    page: int | None,
+    code: str | int | None,
+    attempts: int | None,
+) -> SourceError:
     return cls(detail, source=source, operation=operation, page=page, code=code, attempts=attempts)
 
 

@@ -22,20 +22,23 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Self, TypeVar
+from typing import ClassVar, Literal, Self, TypedDict, TypeVar
 from urllib.parse import quote, quote_plus, unquote
 
 import httpx
 
 from aed_pipeline.lib.core.errors import (
+    SourceAuthError,
     SourceError,
     SourceRateLimited,
     SourceRequestInvalid,
     SourceUnavailable,
 )
+from aed_pipeline.lib.core.wire import accept_header
 
 __all__ = [
     "DEFAULT_USER_AGENT",
+    "HttpOptions",
     "RetryPolicy",
     "SourceClient",
     "SourceHttp",
@@ -231,7 +234,40 @@ class RetryPolicy:
         return rng() * self.backoff_ceiling(attempt)
 
 
+@dataclass(frozen=True)
+class HttpOptions:
+    """How a client talks HTTP, the same for every source: transport, timeouts, retries, test hooks.
+
+    Attributes:
+        transport: optional httpx transport (tests pass ``httpx.MockTransport``,
+            the Dagster resource may pass the simulator's in-process transport).
+        client: optional ready httpx.Client (not closed by us); overrides transport.
+        connect_timeout: seconds.
+        read_timeout: seconds; ``None`` for the client's own default.
+        retry: backoff policy for transient failures (``None``: :class:`RetryPolicy` defaults).
+        sleep / rng: injectable so tests run instantly and can assert delays.
+        user_agent: the ``User-Agent`` header (see :data:`DEFAULT_USER_AGENT`).
+    """
+
+    transport: httpx.BaseTransport | None = None
+    client: httpx.Client | None = None
+    connect_timeout: float = 10.0
+    read_timeout: float | None = None
+    retry: RetryPolicy | None = None
+    sleep: Callable[[float], None] = time.sleep
+    rng: Callable[[], float] = random.random
+    user_agent: str = DEFAULT_USER_AGENT
+
+
 # --------------------------------------------------------------------------- transport
+
+
+class _RequestContext(TypedDict):
+    """Which request failed: the keyword arguments every :class:`SourceError` takes."""
+
+    source: str
+    operation: str
+    page: int | None
 
 
 class SourceHttp:
@@ -240,13 +276,9 @@ class SourceHttp:
     Args:
         source: source name for messages (``"e-gen AED"``).
         secrets: the service key(s) to keep out of logs and messages.
-        transport: optional httpx transport (tests pass ``httpx.MockTransport``,
-            the Dagster resource may pass the simulator's in-process transport).
-        client: optional ready httpx.Client (not closed by us); overrides transport.
-        connect_timeout / read_timeout: seconds.
-        retry: backoff policy for transient failures.
-        sleep / rng: injectable so tests run instantly and can assert delays.
+        http: transport, timeouts, retry policy and test hooks.
         headers: extra default headers (e.g. ``Accept``).
+        default_read_timeout: seconds, when ``http.read_timeout`` is ``None``.
     """
 
     def __init__(
@@ -254,33 +286,29 @@ class SourceHttp:
         *,
         source: str,
         secrets: Iterable[str],
-        transport: httpx.BaseTransport | None = None,
-        client: httpx.Client | None = None,
-        connect_timeout: float = 10.0,
-        read_timeout: float = 120.0,
-        retry: RetryPolicy | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        rng: Callable[[], float] = random.random,
-        user_agent: str = DEFAULT_USER_AGENT,
+        http: HttpOptions | None = None,
         headers: dict[str, str] | None = None,
+        default_read_timeout: float = 120.0,
     ) -> None:
+        http = http or HttpOptions()
         self.source = source
         self._secrets = frozenset(s for key in secrets for s in secret_variants(key))
         for secret in self._secrets:
             register_secret(secret)
-        self.retry = retry or RetryPolicy()
-        self._sleep = sleep
-        self._rng = rng
-        request_headers = {"User-Agent": user_agent}
+        self.retry = http.retry or RetryPolicy()
+        self._sleep = http.sleep
+        self._rng = http.rng
+        request_headers = {"User-Agent": http.user_agent}
         request_headers.update(headers or {})
-        if client is not None:
-            self._client = client
+        if http.client is not None:
+            self._client = http.client
             self._owns_client = False
             self._headers = request_headers
         else:
+            read_timeout = default_read_timeout if http.read_timeout is None else http.read_timeout
             self._client = httpx.Client(
-                transport=transport,
-                timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
+                transport=http.transport,
+                timeout=httpx.Timeout(read_timeout, connect=http.connect_timeout),
                 headers=request_headers,
                 follow_redirects=True,
             )
@@ -356,7 +384,7 @@ class SourceHttp:
         page: int | None,
         interpret: Callable[[httpx.Response], T],
     ) -> T:
-        ctx = {"source": self.source, "operation": operation, "page": page}
+        ctx: _RequestContext = {"source": self.source, "operation": operation, "page": page}
         failure: SourceError | None = None
         response: httpx.Response | None = None
         logger.debug("%s GET %s", self.source, self.redact(url))
@@ -404,9 +432,46 @@ class SourceHttp:
 
 
 class SourceClient:
-    """Base of the API clients: owns a :class:`SourceHttp` and closes it as a context manager."""
+    """Base of the API clients: checks the service key, owns a :class:`SourceHttp` and closes it
+    as a context manager.
 
+    A subclass names its source and the hint for a missing key, checks its own arguments and
+    then calls ``super().__init__``.
+    """
+
+    #: Source name for messages (``errors.SOURCE_EGEN``, ``errors.SOURCE_AT_FLOWER``).
+    source: ClassVar[str]
+    #: What to check when the key is missing or refused; ends the error message.
+    key_hint: ClassVar[str]
+    #: Seconds to wait for a response when ``HttpOptions.read_timeout`` is ``None``.
+    default_read_timeout: ClassVar[float] = 120.0
+
+    _key: str
     _http: SourceHttp
+
+    def __init__(self, service_key: str, *, body_format: Literal["xml", "json"], http: HttpOptions | None) -> None:
+        if not service_key or not service_key.strip():
+            raise SourceAuthError(
+                f"no service key configured; {self.key_hint}",
+                source=self.source,
+                operation="configuration",
+            )
+        self._key, secrets = self._key_forms(service_key)
+        self._http = SourceHttp(
+            source=self.source,
+            secrets=secrets,
+            http=http,
+            headers={"Accept": accept_header(body_format)},
+            default_read_timeout=self.default_read_timeout,
+        )
+
+    def _key_forms(self, service_key: str) -> tuple[str, list[str]]:
+        """The key as sent (before URL encoding) and the forms of it to keep out of logs.
+
+        By default the given key, trimmed of paste accidents.
+        """
+        key = service_key.strip()
+        return key, [key]
 
     def close(self) -> None:
         self._http.close()

@@ -233,7 +233,7 @@ def check_column_collapse(
 ) -> CheckOutcome:
     shares: Mapping[str, float] = profile["null_shares"]
     before: Mapping[str, float] = previous.profile.get("null_shares", {}) if previous else {}
-    collapsed = {}
+    collapsed: dict[str, tuple[float | None, float]] = {}
     for column, share in shares.items():
         if column in before:
             if share - before[column] > thresholds.max_null_share_increase:

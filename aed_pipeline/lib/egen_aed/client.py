@@ -24,9 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-import random
-import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -46,16 +44,13 @@ from aed_pipeline.lib.core.errors import (
     SourceUnavailable,
 )
 from aed_pipeline.lib.core.http import (
-    DEFAULT_USER_AGENT,
-    RetryPolicy,
+    HttpOptions,
     SourceClient,
-    SourceHttp,
     body_snippet,
     build_url,
     normalize_service_key,
 )
 from aed_pipeline.lib.core.wire import (
-    accept_header,
     first_significant_char,
     json_value_text,
     may_hold_lone_surrogates,
@@ -448,6 +443,9 @@ class EgenClient(SourceClient):
     ``service_key`` may be the Encoding or the Decoding key from data.go.kr.
     """
 
+    source = SOURCE_EGEN
+    key_hint = _AUTH_HINT
+
     def __init__(
         self,
         service_key: str,
@@ -455,43 +453,22 @@ class EgenClient(SourceClient):
         *,
         num_of_rows: int = 5000,
         response_type: ResponseType = "xml",
-        transport: httpx.BaseTransport | None = None,
-        client: httpx.Client | None = None,
-        connect_timeout: float = 10.0,
-        read_timeout: float = 120.0,
-        retry: RetryPolicy | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        rng: Callable[[], float] = random.random,
-        user_agent: str = DEFAULT_USER_AGENT,
+        http: HttpOptions | None = None,
     ) -> None:
         if num_of_rows < 1:
             raise ValueError("num_of_rows must be >= 1")
         if response_type not in ("xml", "json"):
             raise ValueError("response_type must be 'xml' or 'json'")
-        if not service_key or not service_key.strip():
-            raise SourceAuthError(
-                f"no service key configured; {_AUTH_HINT}",
-                source=SOURCE_EGEN,
-                operation="configuration",
-            )
-        self._key = normalize_service_key(service_key)
+        super().__init__(service_key, body_format=response_type, http=http)
         self.base_url = base_url.rstrip("/")
         self.num_of_rows = num_of_rows
         self.response_type: ResponseType = response_type
-        accept = accept_header(response_type)
-        self._http = SourceHttp(
-            source=SOURCE_EGEN,
-            secrets=[service_key, self._key],
-            transport=transport,
-            client=client,
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            retry=retry,
-            sleep=sleep,
-            rng=rng,
-            user_agent=user_agent,
-            headers={"Accept": accept},
-        )
+
+    def _key_forms(self, service_key: str) -> tuple[str, list[str]]:
+        # Sent decoded (and encoded once by build_url), whichever of the two forms was given;
+        # the given form is a secret too.
+        key = normalize_service_key(service_key)
+        return key, [service_key, key]
 
     def __repr__(self) -> str:  # never show the key
         return f"EgenClient(base_url={self.base_url!r}, num_of_rows={self.num_of_rows}, response_type={self.response_type!r})"

@@ -176,7 +176,8 @@ def _wrong_date_message(partition: date, served_on: date, manifest: PageSetManif
 def _ranges(numbers: list[int]) -> str:
     """``[1, 2, 3, 7]`` → ``1-3, 7``."""
     parts: list[str] = []
-    start = previous = None
+    start: int | None = None
+    previous = 0  # read only once start is set
     for n in numbers:
         if start is None:
             start = previous = n
