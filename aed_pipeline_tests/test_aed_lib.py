@@ -18,7 +18,7 @@ from aed_pipeline.lib.egen_aed.records import (
     validate_records,
 )
 from aed_pipeline.simulator import Simulator, simulator_transport
-from aed_pipeline_tests.helpers import RECORDED_AED_XML
+from aed_pipeline_tests.support.helpers import RECORDED_AED_XML
 
 HEALTH_CENTERS = {
     ("서울특별시", "종로구"): "서울특별시 종로구보건소",

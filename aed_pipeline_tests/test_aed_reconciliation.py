@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 import sqlalchemy as sa
 
-from aed_pipeline_tests.aed_support import failure_messages, start_harness
+from aed_pipeline_tests.support.aed_support import failure_messages, start_harness
 
 DAY = dt.date(2026, 3, 1)  # a Sunday
 RECONCILE = {"ops": {"aed_data": {"config": {"reconcile": True}}}}

@@ -16,13 +16,13 @@ from aed_pipeline.defs.shared.resources import EgenApiResource
 from aed_pipeline.lib.egen_aed.fetch import ARCHIVE_SOURCE, PAGE_SET
 from aed_pipeline.lib.egen_aed.validate import validate_archived_snapshot
 from aed_pipeline.lib.egen_aed.write.apply import apply_snapshot, health_center_lookup, previous_snapshot
-from aed_pipeline_tests.aed_support import (
+from aed_pipeline_tests.support.aed_support import (
     AED_ASSETS,
     expected_hashes,
     failure_messages,
     start_harness,
 )
-from aed_pipeline_tests.helpers import RECORDED_AED_XML
+from aed_pipeline_tests.support.helpers import RECORDED_AED_XML
 
 EPOCH = dt.date(2026, 1, 1)  # the simulator serves exactly 81,464 devices on this date
 DAY = dt.date(2026, 3, 2)

@@ -41,8 +41,8 @@ from aed_pipeline.lib.core import settings
 from aed_pipeline.lib.core.kst import KST
 from aed_pipeline.lib.ops.alerting import Alert, AlertDeliveryError, LogSink, SlackWebhookSink
 from aed_pipeline.simulator import Simulator, SimulatorServer
-from aed_pipeline_tests.aed_support import AED_ASSETS, start_harness
-from aed_pipeline_tests.alert_support import (
+from aed_pipeline_tests.support.aed_support import AED_ASSETS, start_harness
+from aed_pipeline_tests.support.alert_support import (
     HOOK_SECRET,
     UI,
     FakeSlack,
@@ -53,7 +53,7 @@ from aed_pipeline_tests.alert_support import (
     sink,
     slack,
 )
-from aed_pipeline_tests.helpers import DUPLICATE_A_SERVED_FLOWER_ROW, exception_texts
+from aed_pipeline_tests.support.helpers import DUPLICATE_A_SERVED_FLOWER_ROW, exception_texts
 
 MONDAY = dt.date(2026, 3, 9)
 SETTLED = dt.date(2026, 4, 30)

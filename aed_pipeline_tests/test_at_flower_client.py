@@ -25,7 +25,7 @@ from aed_pipeline.lib.core.errors import (
     SourceUnavailable,
 )
 from aed_pipeline.lib.core.http import RetryPolicy
-from aed_pipeline_tests.helpers import ScriptedHandler, assert_no_key
+from aed_pipeline_tests.support.helpers import ScriptedHandler, assert_no_key
 
 KEY = "MARKERKEY0123456789ABCDEF0123456"  # 32 chars like a real aT key
 DAY = date(2026, 11, 23)

@@ -27,7 +27,7 @@ from aed_pipeline.lib.core.errors import (
 from aed_pipeline.lib.core.http import RetryPolicy
 from aed_pipeline.lib.egen_aed.client import EgenClient
 from aed_pipeline.simulator import Simulator, SimulatorServer
-from aed_pipeline_tests.helpers import assert_no_key
+from aed_pipeline_tests.support.helpers import assert_no_key
 
 # A decoded data.go.kr-style key with the characters that make encoding matter.
 EGEN_KEY = "MARKERkey+abc/def=="

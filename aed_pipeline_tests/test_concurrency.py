@@ -31,8 +31,8 @@ from aed_pipeline.lib.core.warehouse import warehouse_engine
 from aed_pipeline.lib.egen_aed.fetch import ARCHIVE_SOURCE, PAGE_SET, fetch_snapshot
 from aed_pipeline.lib.egen_aed.write.apply import AED_SYNC_LOCK_KEY, apply_snapshot
 from aed_pipeline.simulator import Simulator, SimulatorServer
-from aed_pipeline_tests.flower_support import KEY, SETTLED, flower_resources, run
-from aed_pipeline_tests.reliability_support import (
+from aed_pipeline_tests.support.flower_support import KEY, SETTLED, flower_resources, run
+from aed_pipeline_tests.support.reliability_support import (
     DAY,
     aed_world,
     content_state,

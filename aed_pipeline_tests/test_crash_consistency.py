@@ -28,10 +28,10 @@ from aed_pipeline.lib.core.sync_log import ABANDONED_ERROR_TYPE
 from aed_pipeline.lib.core.warehouse import warehouse_engine
 from aed_pipeline.lib.egen_aed.write.apply import apply_snapshot
 from aed_pipeline.simulator import Simulator, SimulatorServer
-from aed_pipeline_tests.crash_child import APPLICATION_NAME
-from aed_pipeline_tests.flower_support import KEY, SETTLED, flower_resources, run
-from aed_pipeline_tests.helpers import AED_TABLES, table_state
-from aed_pipeline_tests.reliability_support import (
+from aed_pipeline_tests.support.crash_child import APPLICATION_NAME
+from aed_pipeline_tests.support.flower_support import KEY, SETTLED, flower_resources, run
+from aed_pipeline_tests.support.helpers import AED_TABLES, table_state
+from aed_pipeline_tests.support.reliability_support import (
     advisory_locks,
     aed_world,
     content_state,
@@ -61,7 +61,7 @@ def _child(*args: str, url: str) -> subprocess.Popen:
         [
             sys.executable,
             "-m",
-            "aed_pipeline_tests.crash_child",
+            "aed_pipeline_tests.support.crash_child",
             args[0],
             f"{url}&application_name={APPLICATION_NAME}",
             *args[1:],

@@ -19,7 +19,13 @@ from aed_pipeline.lib.core.errors import (
 )
 from aed_pipeline.lib.core.http import RetryPolicy
 from aed_pipeline.lib.egen_aed.client import EgenClient, EgenPage, page_count, parse_egen_response
-from aed_pipeline_tests.helpers import RECORDED, RECORDED_AED_XML, ScriptedHandler, assert_no_key, synthetic_aed_page
+from aed_pipeline_tests.support.helpers import (
+    RECORDED,
+    RECORDED_AED_XML,
+    ScriptedHandler,
+    assert_no_key,
+    synthetic_aed_page,
+)
 
 AED_XML = RECORDED_AED_XML
 GW_400 = RECORDED / "data_go_kr_gateway" / "apis-data-go-kr_400-request-blocked_default-UA_2026-05-16.html"

@@ -30,7 +30,7 @@ from aed_pipeline.lib.core.http import (
     redact_url,
     secret_variants,
 )
-from aed_pipeline_tests.helpers import ScriptedHandler, assert_no_key
+from aed_pipeline_tests.support.helpers import ScriptedHandler, assert_no_key
 
 DECODED = "MARKERKEY+abc/def=="
 ENCODED = "MARKERKEY%2Babc%2Fdef%3D%3D"

@@ -36,11 +36,11 @@ from aed_pipeline.lib.core.archive import RawArchive
 from aed_pipeline.lib.core.warehouse import warehouse_engine
 from aed_pipeline.lib.egen_aed.fetch import ARCHIVE_SOURCE, PAGE_SET
 from aed_pipeline.simulator import Simulator, SimulatorServer
-from aed_pipeline_tests.aed_support import AED_ASSETS, AedHarness
-from aed_pipeline_tests.flower_support import KEY as AT_KEY
-from aed_pipeline_tests.flower_support import SETTLED, flower_resources
-from aed_pipeline_tests.flower_support import run as run_flowers
-from aed_pipeline_tests.helpers import AED_TABLES, DATA_TABLES, FLOWER_TABLES, table_state
+from aed_pipeline_tests.support.aed_support import AED_ASSETS, AedHarness
+from aed_pipeline_tests.support.flower_support import KEY as AT_KEY
+from aed_pipeline_tests.support.flower_support import SETTLED, flower_resources
+from aed_pipeline_tests.support.flower_support import run as run_flowers
+from aed_pipeline_tests.support.helpers import AED_TABLES, DATA_TABLES, FLOWER_TABLES, table_state
 
 D0, D1 = date(2026, 3, 1), date(2026, 3, 2)  # AED: the good day already synced, the faulted one
 F0, F1 = date(2026, 3, 10), date(2026, 3, 11)  # flowers: a Tuesday synced; a Wednesday (절화 has 2 pages)

@@ -28,8 +28,8 @@ from aed_pipeline.lib.at_flower.fetch import archived_flower_day
 from aed_pipeline.lib.at_flower.validate import CHECK_DUPLICATE_KEYS, CHECK_PRICE_INVARIANTS, CHECK_VOLUME
 from aed_pipeline.lib.core.archive import RawArchive
 from aed_pipeline.simulator import Simulator, SimulatorServer
-from aed_pipeline_tests.flower_support import ASSETS, KEY, NO_WAIT, SETTLED, flower_resources, run
-from aed_pipeline_tests.helpers import DUPLICATE_A_SERVED_FLOWER_ROW
+from aed_pipeline_tests.support.flower_support import ASSETS, KEY, NO_WAIT, SETTLED, flower_resources, run
+from aed_pipeline_tests.support.helpers import DUPLICATE_A_SERVED_FLOWER_ROW
 
 MONDAY = date(2026, 3, 9)
 SUNDAY = date(2026, 3, 8)

@@ -9,7 +9,7 @@ import pytest
 
 from aed_pipeline.defs.shared import alerting as alerting_defs
 from aed_pipeline.defs.shared.freshness import partition_freshness_sensor
-from aed_pipeline_tests.alert_support import UI, Sensor, fields, header, instance, sink, slack
+from aed_pipeline_tests.support.alert_support import UI, Sensor, fields, header, instance, sink, slack
 
 UTC = dt.UTC
 

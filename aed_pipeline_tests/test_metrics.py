@@ -35,7 +35,7 @@ from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_EGEN, SYNC_SOURCE_FLOWER,
 from aed_pipeline.lib.core.warehouse import create_warehouse_engine, warehouse_engine
 from aed_pipeline.lib.egen_aed.write.apply import MissingDevicesGuardTripped
 from aed_pipeline.lib.ops.metrics import DURATION_BUCKETS, RECORD_STATUSES, MetricsServer, kst_midnight
-from aed_pipeline_tests.aed_support import failure_messages, start_harness
+from aed_pipeline_tests.support.aed_support import failure_messages, start_harness
 
 CLI = str(Path(sys.executable).parent / "aed-pipeline")
 DASHBOARD = Path(__file__).resolve().parent.parent / "deploy" / "grafana" / "aed_pipeline_dashboard.json"

@@ -39,8 +39,8 @@ from aed_pipeline.defs.shared.resources import (
 from aed_pipeline.lib.core import settings
 from aed_pipeline.lib.egen_aed.records import TEXT_FIELD_COLUMNS
 from aed_pipeline.simulator import Simulator, SimulatorServer
-from aed_pipeline_tests.aed_support import AED_ASSETS, AedHarness, failure_messages
-from aed_pipeline_tests.helpers import AED_TABLES, FLOWER_TABLES, table_state
+from aed_pipeline_tests.support.aed_support import AED_ASSETS, AedHarness, failure_messages
+from aed_pipeline_tests.support.helpers import AED_TABLES, FLOWER_TABLES, table_state
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from aed_pipeline.simulator import Simulator, SimulatorServer, aed_data, simulator_transport
-from aed_pipeline_tests.helpers import RECORDED, RECORDED_AED_XML
+from aed_pipeline_tests.support.helpers import RECORDED, RECORDED_AED_XML
 
 TODAY = dt.date(2026, 11, 23)  # a Monday
 UA = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"}

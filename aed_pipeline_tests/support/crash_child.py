@@ -2,8 +2,8 @@
 
 The crash tests run it as::
 
-    python -m aed_pipeline_tests.crash_child aed URL SNAPSHOT_PICKLE POINT MARKER
-    python -m aed_pipeline_tests.crash_child flower URL TMP_DIR AT_BASE_URL SALE_DATE POINT MARKER
+    python -m aed_pipeline_tests.support.crash_child aed URL SNAPSHOT_PICKLE POINT MARKER
+    python -m aed_pipeline_tests.support.crash_child flower URL TMP_DIR AT_BASE_URL SALE_DATE POINT MARKER
 
 ``aed`` applies a pickled validated snapshot with ``apply_snapshot``; ``flower`` materialises the
 flower tables of one sale date through Dagster from the archive under ``TMP_DIR``. The process dies
@@ -91,7 +91,7 @@ def run_flower(url: str, tmp: str, at_base_url: str, sale_date: str, point: str,
     from aed_pipeline.defs.at_flower.tables import flower_tables
     from aed_pipeline.defs.shared.io import PartitionedPickleIOManager
     from aed_pipeline.defs.shared.resources import AtFlowerApiResource, RawArchiveResource, WarehouseResource
-    from aed_pipeline_tests.flower_support import ASSETS, KEY
+    from aed_pipeline_tests.support.flower_support import ASSETS, KEY
 
     _arm(warehouse_engine(normalize_database_url(url)), point, FLOWER_POINTS, marker)
     result = dg.materialize(

@@ -31,7 +31,7 @@ from aed_pipeline.lib.egen_aed.fetch import fetch_snapshot
 from aed_pipeline.lib.egen_aed.validate import validate_archived_snapshot
 from aed_pipeline.lib.egen_aed.write.apply import ValidatedAedSnapshot, apply_snapshot, health_center_lookup
 from aed_pipeline.simulator import Simulator, SimulatorServer
-from aed_pipeline_tests.helpers import AED_TABLES
+from aed_pipeline_tests.support.helpers import AED_TABLES
 
 DAY = dt.date(2026, 3, 2)
 NEXT = DAY + dt.timedelta(days=7)  # a week of registry changes: inserts, updates, removals

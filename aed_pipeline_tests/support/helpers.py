@@ -57,7 +57,7 @@ def assert_no_key(exc: BaseException, caplog: pytest.LogCaptureFixture, *markers
             assert marker not in record.getMessage()
 
 
-RECORDED = Path(__file__).resolve().parent / "fixtures" / "recorded"
+RECORDED = Path(__file__).resolve().parents[1] / "fixtures" / "recorded"
 RECORDED_AED_XML = RECORDED / "aed" / "getEgytAedManageInfoInqire_Q0-seoul_Q1-jongno_rows5_2026-05-16.xml"
 
 

@@ -16,7 +16,7 @@ from aed_pipeline.defs.shared.resources import EgenApiResource, RawArchiveResour
 from aed_pipeline.lib.core.archive import RawArchive
 from aed_pipeline.lib.egen_aed.records import validate_records
 from aed_pipeline.simulator import Simulator, SimulatorServer
-from aed_pipeline_tests.helpers import AED_TABLES, table_state
+from aed_pipeline_tests.support.helpers import AED_TABLES, table_state
 
 AED_ASSETS = [aed_raw_snapshot, aed_validated, aed_data]
 
