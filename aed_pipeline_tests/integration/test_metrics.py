@@ -38,7 +38,7 @@ from aed_pipeline.lib.ops.metrics import DURATION_BUCKETS, RECORD_STATUSES, Metr
 from aed_pipeline_tests.support.aed_support import failure_messages, start_harness
 
 CLI = str(Path(sys.executable).parent / "aed-pipeline")
-DASHBOARD = Path(__file__).resolve().parent.parent / "deploy" / "grafana" / "aed_pipeline_dashboard.json"
+DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "aed_pipeline_dashboard.json"
 AED_DAY = date(2026, 3, 2)
 AED_DEVICES = 400
 FLOWER_MONDAY = date(2026, 3, 9)

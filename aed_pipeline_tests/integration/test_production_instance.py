@@ -40,7 +40,7 @@ from aed_pipeline.defs.shared.resources import AtFlowerApiResource, RawArchiveRe
 from aed_pipeline.lib.core.embedded_postgres import EmbeddedPostgres
 from aed_pipeline.simulator import Simulator, SimulatorServer
 
-DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 KEY = "MARKERPROD0123456789ABCDEF012345"
 MONDAY = date(2026, 3, 9)
 SETTLED = date(2026, 4, 30)  # the simulator's clock: the Monday's auction is settled

@@ -42,7 +42,7 @@ from aed_pipeline.simulator import Simulator, SimulatorServer
 from aed_pipeline_tests.support.aed_support import AED_ASSETS, AedHarness, failure_messages
 from aed_pipeline_tests.support.helpers import AED_TABLES, FLOWER_TABLES, table_state
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # A data.go.kr-style key (base64 with + / =) and an aT key (32 characters). The run of letters
 # "MaRkEr…" and the random-looking pieces between the separators occur nowhere else.

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "aed_pipeline"
 NAME = r"([A-Z][A-Z0-9_]*)"
 NAME_CONSTANT = re.compile(rf"^\s*[A-Z0-9_]+_ENV\s*=\s*[\"']{NAME}[\"']", re.MULTILINE)

@@ -49,7 +49,7 @@ EGEN_KEY = "MARKERKEY-egen-0123456789abcdef"
 FAST_CLIENT = {"read_timeout_seconds": 2.0, "max_attempts": 3, "retry_base_delay_seconds": 0.01}
 STEP_ATTEMPTS = 4  # the first try of the fetch step and its three transient retries
 
-RECORDED_GATEWAY = Path(__file__).resolve().parent / "fixtures" / "recorded" / "data_go_kr_gateway"
+RECORDED_GATEWAY = Path(__file__).resolve().parents[1] / "fixtures" / "recorded" / "data_go_kr_gateway"
 GATEWAY_HTML_400 = (RECORDED_GATEWAY / "apis-data-go-kr_400-request-blocked_default-UA_2026-05-16.html").read_bytes()
 GATEWAY_TEXT_502 = (
     RECORDED_GATEWAY / "apis-data-go-kr_502-error-forwarding_ServiceKey-param_2026-05-16.txt"

@@ -66,7 +66,7 @@ def _child(*args: str, url: str) -> subprocess.Popen:
             f"{url}&application_name={APPLICATION_NAME}",
             *args[1:],
         ],
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=Path(__file__).resolve().parents[2],
     )
 
 

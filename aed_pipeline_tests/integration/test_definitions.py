@@ -19,7 +19,7 @@ from aed_pipeline.defs.shared.resources import (
     build_resources,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
