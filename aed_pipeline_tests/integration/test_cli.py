@@ -1,4 +1,4 @@
-"""The `aed-pipeline` console script as the README uses it."""
+"""The `aed-pipeline` console script as the README uses it: the simulator server, the database commands."""
 
 from __future__ import annotations
 
@@ -9,8 +9,12 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
+from aed_pipeline.cli import main as cli_main
 from aed_pipeline.defs.shared.resources import build_resources
+from aed_pipeline.lib.core.warehouse import create_warehouse_engine, head_revision
+from aed_pipeline_tests.support.helpers import PLATFORM_TABLES
 
 CLI = str(Path(sys.executable).parent / "aed-pipeline")
 
@@ -45,3 +49,25 @@ def test_simulator_serve_drives_the_real_clients_configured_by_environment(monke
         server.send_signal(signal.SIGINT)
         server.wait(timeout=10)
     assert server.returncode == 0
+
+
+def _tables(engine: sa.Engine) -> set[str]:
+    return set(sa.inspect(engine).get_table_names())
+
+
+def test_cli_db_url_prints_the_url_in_use_without_its_password(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AED_PIPELINE_DATABASE_URL", "postgresql://etl:s3cret@db.internal/warehouse")
+    assert cli_main(["db", "url"]) == 0
+    out = capsys.readouterr().out
+    assert out.strip() == "postgresql+psycopg://etl:***@db.internal/warehouse"
+    assert "s3cret" not in out
+
+
+def test_cli_db_upgrade_migrates_the_embedded_database(embedded_pg, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["db", "upgrade"]) == 0
+    assert f"is at revision {head_revision()}" in capsys.readouterr().out
+    engine = create_warehouse_engine(embedded_pg.url())
+    assert _tables(engine) >= PLATFORM_TABLES
+    engine.dispose()

@@ -90,6 +90,20 @@ FLOWER_TABLES = ("public_bidding_flowers", "flower_types", "flowers", "bidding_f
 DATA_TABLES = (*AED_TABLES, *FLOWER_TABLES, "rejected_records")
 
 
+#: The platform's tables: the migrations create at least these (the warehouse and CLI db upgrade tests).
+PLATFORM_TABLES = {
+    "aed_data",
+    "aed_data_history",
+    "health_centers",
+    "public_bidding_flowers",
+    "flower_types",
+    "flowers",
+    "bidding_flowers",
+    "rejected_records",
+    "sync_runs",
+}
+
+
 def table_state(engine: Engine, tables: tuple[str, ...] = DATA_TABLES) -> dict[str, tuple[str, int]]:
     """Every row of ``tables`` as text, digested: table → (md5 of the sorted rows, row count).
 
