@@ -8,7 +8,6 @@ the one ``sync_runs`` and the tables hold.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import signal
@@ -20,7 +19,6 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
-import httpx
 import psycopg
 import pytest
 import sqlalchemy as sa
@@ -32,10 +30,11 @@ from aed_pipeline.defs.shared.io import PartitionedPickleIOManager
 from aed_pipeline.defs.shared.resources import AtFlowerApiResource, RawArchiveResource, WarehouseResource
 from aed_pipeline.lib.core.kst import kst_date
 from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_EGEN, SYNC_SOURCE_FLOWER, sync_run
-from aed_pipeline.lib.core.warehouse import create_warehouse_engine, warehouse_engine
+from aed_pipeline.lib.core.warehouse import warehouse_engine
 from aed_pipeline.lib.egen_aed.write.apply import MissingDevicesGuardTripped
 from aed_pipeline.lib.ops.metrics import DURATION_BUCKETS, RECORD_STATUSES, MetricsServer, kst_midnight
 from aed_pipeline_tests.support.aed_support import failure_messages, start_harness
+from aed_pipeline_tests.support.metrics_support import fetch, flower_table, samples_of, scrape, series, value
 
 CLI = str(Path(sys.executable).parent / "aed-pipeline")
 DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "aed_pipeline_dashboard.json"
@@ -126,25 +125,6 @@ def scraped(exposition: str) -> dict[tuple[str, frozenset], float]:
     return samples_of(exposition)
 
 
-def fetch(url: str) -> str:
-    response = httpx.get(url, timeout=30)
-    response.raise_for_status()
-    return response.text
-
-
-def samples_of(text: str) -> dict[tuple[str, frozenset], float]:
-    """The samples of an exposition: (sample name, labels) → value, parsed by prometheus-client."""
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def scrape(url: str) -> dict[tuple[str, frozenset], float]:
-    return samples_of(fetch(url))
-
-
 SAMPLE_SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
 
 
@@ -157,21 +137,9 @@ def served_series_names(text: str) -> set[str]:
     }
 
 
-def value(samples: dict, name: str, **labels: str) -> float:
-    return samples[(name, frozenset(labels.items()))]
-
-
-def series(samples: dict, name: str) -> dict[frozenset, float]:
-    return {labels: v for (sample, labels), v in samples.items() if sample == name}
-
-
 def query(engine: sa.Engine, statement: str, **params) -> list[tuple]:
     with engine.connect() as conn:
         return [tuple(row) for row in conn.execute(sa.text(statement), params).all()]
-
-
-def flower_table(table: str) -> dict[str, str]:
-    return {"table": table}
 
 
 # --------------------------------------------------------------------------- sync_runs figures
@@ -289,58 +257,6 @@ def test_warehouse_gauges_match_the_tables(scraped, synced_engine) -> None:
     [(quarantined,)] = query(synced_engine, "SELECT count(*) FROM rejected_records WHERE source = 'egen_aed'")
     assert value(scraped, "edgen_sync_quarantined_records") == quarantined
     assert value(scraped, "aed_pipeline_metrics_up") == 1
-
-
-def test_each_scrape_reads_the_table_anew(fresh_database_url) -> None:
-    engine = warehouse_engine(fresh_database_url)
-    with MetricsServer(engine, port=0) as server:
-        empty = scrape(server.url)
-        # Every series a dashboard rates exists from the start, at zero.
-        assert value(empty, "edgen_sync_runs_total", status="success") == 0
-        assert value(empty, "flower_sync_runs_total", table="public_bidding_flowers", status="failed") == 0
-        assert value(empty, "edgen_sync_records_total", status="inserted") == 0
-        assert value(empty, "edgen_sync_duration_seconds_count", status="success") == 0
-        assert series(empty, "edgen_sync_last_success_timestamp") == {}
-        assert series(empty, "edgen_aed_newest_snapshot_timestamp") == {}
-
-        with sync_run(
-            engine, source=SYNC_SOURCE_FLOWER, table_name="bidding_flowers", partition_key="2026-03-09", run_id="r1"
-        ) as run:
-            run.counts.fetched = run.counts.inserted = 7
-            with engine.begin() as conn:
-                run.mark_success(conn)
-        with sync_run(
-            engine, source=SYNC_SOURCE_FLOWER, table_name="bidding_flowers", partition_key="2026-03-10", run_id="r2"
-        ) as run:
-            assert value(scrape(server.url), "flower_sync_running", table="bidding_flowers") == 1
-            run.counts.fetched, run.counts.unchanged = 7, 7
-            with engine.begin() as conn:
-                run.mark_success(conn)
-        after = scrape(server.url)
-    labels = flower_table("bidding_flowers")
-    assert value(after, "flower_sync_runs_total", status="success", **labels) == 2
-    assert value(after, "flower_sync_records_total", status="fetched", **labels) == 14
-    assert value(after, "flower_sync_records_total", status="inserted", **labels) == 7
-    assert value(after, "flower_sync_records_total", status="unchanged", **labels) == 7
-    assert value(after, "flower_sync_running", **labels) == 0
-    assert value(after, "flower_sync_newest_partition_timestamp", **labels) == kst_midnight(date(2026, 3, 10))
-
-
-def test_an_unreadable_database_serves_up_0_and_never_shows_the_password(caplog) -> None:
-    password = "Sup3r-secret-pw"
-    # Port 1 on localhost: nothing listens, every connection is refused.
-    engine = create_warehouse_engine(f"postgresql+psycopg://etl:{password}@127.0.0.1:1/warehouse?connect_timeout=2")
-    with caplog.at_level(logging.ERROR, logger="aed_pipeline.lib.ops.metrics"), MetricsServer(engine, port=0) as server:
-        first = scrape(server.url)
-        second = scrape(server.url)  # the server survived the first failure
-    for samples in (first, second):
-        assert value(samples, "aed_pipeline_metrics_up") == 0
-        assert {name for name, _ in samples} == {
-            "aed_pipeline_metrics_up",
-            "aed_pipeline_metrics_scrape_duration_seconds",
-        }
-    assert len(caplog.records) == 2 and "cannot read the warehouse" in caplog.text
-    assert password not in caplog.text
 
 
 # --------------------------------------------------------------------------- the command line
