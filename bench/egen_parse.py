@@ -14,7 +14,7 @@ import time
 from lxml import etree
 
 from aed_pipeline.lib.egen_aed.client import parse_egen_response
-from aed_pipeline_tests.helpers import synthetic_aed_page
+from aed_pipeline_tests.support.helpers import synthetic_aed_page
 
 
 def best_of(repeat: int, work) -> float:
