@@ -20,7 +20,9 @@ _FLOWER_ROWS = sa.text(" UNION ALL ".join(f"SELECT '{table}', count(*) FROM {tab
 
 def warehouse_gauges(conn: Connection) -> list[Gauge]:
     """``flower_rows{table}``: rows in each flower table."""
-    rows = {(table,): float(count) for table, count in conn.execute(_FLOWER_ROWS).tuples()}
+    rows: dict[tuple[str, ...], float] = {
+        (table,): float(count) for table, count in conn.execute(_FLOWER_ROWS).tuples()
+    }
     return [Gauge("flower_rows", "rows in each flower table", rows, labels=("table",))]
 
 

@@ -350,7 +350,9 @@ def map_to_columns(raw: pd.DataFrame, health_centers: Mapping[tuple[str, str], s
         out[column] = _clean(raw[api_field])
     keys = [region_key(s, g) for s, g in zip(_none(out["sido"]), _none(out["gugun"]))]
     out["jurisdiction_health_center"] = pd.Series(
-        [health_centers.get(key) if key[0] and key[1] else None for key in keys], index=out.index, dtype="str"
+        [health_centers.get((sido, gugun)) if sido and gugun else None for sido, gugun in keys],
+        index=out.index,
+        dtype="str",
     )
     return out, derived
 

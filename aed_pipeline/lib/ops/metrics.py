@@ -28,7 +28,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import date
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
@@ -123,7 +123,7 @@ class SyncMetricsCollector:
         summary = conn.execute(_RUN_SUMMARY).mappings().all()
         errors = conn.execute(_ERRORS).mappings().all()
         durations = conn.execute(_DURATIONS, {"bounds": [float(b) for b in DURATION_BUCKETS]}).mappings().all()
-        quarantined = dict(conn.execute(_QUARANTINE).tuples().all())
+        quarantined: dict[str, int] = dict(conn.execute(_QUARANTINE).tuples().all())
         for spec in self.sources:
             yield from self._source_families(
                 spec,
@@ -215,15 +215,15 @@ def _reading(gauge: Gauge) -> Metric:
     return family
 
 
-def _counter(name: str, documentation: str, labels: list[str], values: dict[tuple, float]) -> Metric:
+def _counter(name: str, documentation: str, labels: list[str], values: Mapping[tuple, float]) -> Metric:
     return _filled(CounterMetricFamily(name, documentation, labels=labels), values)
 
 
-def _gauge(name: str, documentation: str, labels: list[str], values: dict[tuple, float]) -> Metric:
+def _gauge(name: str, documentation: str, labels: list[str], values: Mapping[tuple, float]) -> Metric:
     return _filled(GaugeMetricFamily(name, documentation, labels=labels), values)
 
 
-def _filled(family: CounterMetricFamily | GaugeMetricFamily, values: dict[tuple, float]) -> Metric:
+def _filled(family: CounterMetricFamily | GaugeMetricFamily, values: Mapping[tuple, float]) -> Metric:
     for label_values, value in sorted(values.items()):
         family.add_metric(list(label_values), value)
     return family
@@ -281,7 +281,7 @@ class MetricsServer:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/metrics"
+        return f"http://{host.decode() if isinstance(host, bytes) else host}:{port}/metrics"
 
     def start(self) -> MetricsServer:
         """Serve in a background thread."""

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from typing import Literal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -96,6 +97,7 @@ def apply_snapshot(
             if after_stage is not None:
                 after_stage(conn)
             newest = conn.execute(_NEWEST_APPLIED).scalar()
+            mode: Literal["current", "history_only"]
             if newest is None or partition >= newest:
                 mode = "current"
                 counts, samples = apply_newest(

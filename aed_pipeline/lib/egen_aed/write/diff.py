@@ -148,7 +148,7 @@ def classify(conn: Connection) -> AedDiff:
     """Classify every device once (``aed_diff``): new, revived, changed, same, or gone (active in
     ``aed_data``, absent from the snapshot); returns the counts."""
     conn.execute(_CLASSIFY)
-    counts = dict(conn.execute(_COUNT_KINDS).tuples().all())
+    counts: dict[str, int] = dict(conn.execute(_COUNT_KINDS).tuples().all())
     return AedDiff(**{kind: counts.get(kind, 0) for kind in ("new", "revived", "changed", "same", "gone")})
 
 
