@@ -149,7 +149,7 @@ class FlowerAuctionRows(pa.DataFrameModel):
 
     @pa.check(*AMOUNT_COLUMNS, name="non_negative")
     def non_negative(cls, series: Series[pd.Int64Dtype]) -> Series[bool]:
-        return series >= 0
+        return series.ge(0)
 
     @pa.dataframe_check(name="sale_date_is_partition")
     def sale_date_is_partition(cls, frame: pd.DataFrame) -> Series[bool]:
