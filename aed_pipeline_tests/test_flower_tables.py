@@ -21,8 +21,9 @@ from aed_pipeline.lib.at_flower.fetch import (
     page_set_name,
 )
 from aed_pipeline.lib.at_flower.records import plain_valid_rows, validate_flower_rows
-from aed_pipeline.lib.at_flower.write.normalised import known_volumes, top_by_quantity, write_bidding_day
-from aed_pipeline.lib.at_flower.write.served import read_public_rows, replace_public_slice
+from aed_pipeline.lib.at_flower.tables import known_volumes, read_public_rows, top_by_quantity
+from aed_pipeline.lib.at_flower.write.normalised import write_bidding_day
+from aed_pipeline.lib.at_flower.write.served import replace_public_slice
 from aed_pipeline.lib.core.archive import ArchiveError, RawArchive
 from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_FLOWER, sync_run
 from aed_pipeline.simulator import Simulator, SimulatorServer

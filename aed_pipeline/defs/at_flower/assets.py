@@ -41,6 +41,7 @@ from aed_pipeline.lib.at_flower.fetch import (
     archived_public_rows,
 )
 from aed_pipeline.lib.at_flower.records import VALID_COLUMNS, FlowerAuctionRows
+from aed_pipeline.lib.at_flower.tables import PUBLIC_TABLE, known_volumes, loaded_sale_dates, read_public_rows
 from aed_pipeline.lib.at_flower.validate import (
     BLOCKING_CHECKS,
     CHECK_DUPLICATE_KEYS,
@@ -49,13 +50,7 @@ from aed_pipeline.lib.at_flower.validate import (
     FlowerDaysValidation,
     validate_flower_days,
 )
-from aed_pipeline.lib.at_flower.write.normalised import known_volumes
-from aed_pipeline.lib.at_flower.write.served import (
-    PUBLIC_TABLE,
-    loaded_sale_dates,
-    read_public_rows,
-    replace_public_slice,
-)
+from aed_pipeline.lib.at_flower.write.served import replace_public_slice
 from aed_pipeline.lib.core.errors import SourceError
 from aed_pipeline.lib.core.kst import kst_date
 from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_FLOWER, record_failed_sync, replace_rejected_records, sync_run

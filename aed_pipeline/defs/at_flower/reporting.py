@@ -11,6 +11,12 @@ import dagster as dg
 
 from aed_pipeline.lib.at_flower.client import FLOWER_GUBN_NAMES
 from aed_pipeline.lib.at_flower.fetch import archived_origin
+from aed_pipeline.lib.at_flower.tables import (
+    BIDDING_FLOWERS_COLUMNS,
+    FLOWER_TYPES_COLUMNS,
+    FLOWERS_COLUMNS,
+    PUBLIC_BIDDING_FLOWERS_COLUMNS,
+)
 from aed_pipeline.lib.core.archive import RawArchive
 
 OWNERS = ["team:data-engineering"]
@@ -106,57 +112,8 @@ def column_schema(columns: Sequence[tuple[str, str, str]]) -> dg.TableSchema:
     return dg.TableSchema(columns=[dg.TableColumn(name, type_, description=text) for name, type_, text in columns])
 
 
-PUBLIC_BIDDING_FLOWERS_SCHEMA = column_schema(
-    [
-        ("sale_date", "date", "the sale date asked for (the partition)"),
-        ("flower_gubn", "smallint", "the group asked for: 1 절화, 2 관엽, 3 난, 4 춘란"),
-        ("sale_date_raw", "text", "saleDate as served"),
-        ("flower_gubn_raw", "text", "flowerGubn as served"),
-        ("pum_name", "text", "pumName (품목) as served"),
-        ("good_name", "text", "goodName (품종) as served"),
-        ("lv_nm", "text", "lvNm (등급) as served"),
-        ("max_amt", "text", "maxAmt as served"),
-        ("min_amt", "text", "minAmt as served"),
-        ("avg_amt", "text", "avgAmt as served"),
-        ("tot_amt", "text", "totAmt as served"),
-        ("tot_qty", "text", "totQty as served"),
-        ("page", "integer", "response page"),
-        ("row_in_page", "integer", "position in the page"),
-        ("fetched_at", "timestamptz", "when the page was fetched"),
-        ("archive_ref", "text", "the archived page file"),
-    ]
-)
-FLOWER_TYPES_SCHEMA = column_schema(
-    [
-        ("id", "bigint", "identity"),
-        ("name", "text", "품목 (pumName), unique"),
-        ("flower_gubn", "smallint", "group it was first seen in"),
-        ("created_at", "timestamptz", ""),
-        ("updated_at", "timestamptz", ""),
-    ]
-)
-FLOWERS_SCHEMA = column_schema(
-    [
-        ("id", "bigint", "identity"),
-        ("flower_type_id", "bigint", "→ flower_types"),
-        ("name", "text", "품종 (goodName), unique per 품목"),
-        ("created_at", "timestamptz", ""),
-        ("updated_at", "timestamptz", ""),
-    ]
-)
-BIDDING_FLOWERS_SCHEMA = column_schema(
-    [
-        ("id", "bigint", "identity"),
-        ("sale_date", "date", "the auction date (not the run time)"),
-        ("flower_gubn", "smallint", "1 절화, 2 관엽, 3 난, 4 춘란"),
-        ("flower_id", "bigint", "→ flowers"),
-        ("grade", "text", "lvNm (등급)"),
-        ("min_price", "bigint", "minAmt, 원"),
-        ("avg_price", "bigint", "avgAmt, 원"),
-        ("max_price", "bigint", "maxAmt, 원"),
-        ("total_amount", "bigint", "totAmt, 원"),
-        ("quantity", "bigint", "totQty"),
-        ("created_at", "timestamptz", ""),
-        ("updated_at", "timestamptz", "last change of a price or quantity"),
-    ]
-)
+# The column descriptions live with the tables, in lib.
+PUBLIC_BIDDING_FLOWERS_SCHEMA = column_schema(PUBLIC_BIDDING_FLOWERS_COLUMNS)
+FLOWER_TYPES_SCHEMA = column_schema(FLOWER_TYPES_COLUMNS)
+FLOWERS_SCHEMA = column_schema(FLOWERS_COLUMNS)
+BIDDING_FLOWERS_SCHEMA = column_schema(BIDDING_FLOWERS_COLUMNS)

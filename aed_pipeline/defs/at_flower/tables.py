@@ -20,13 +20,8 @@ from aed_pipeline.defs.shared.io import per_partition
 from aed_pipeline.defs.shared.partitions import flower_daily_partitions
 from aed_pipeline.defs.shared.resources import WarehouseResource
 from aed_pipeline.lib.at_flower.records import ValidatedFlowerDay
-from aed_pipeline.lib.at_flower.write.normalised import (
-    BIDDING_TABLE,
-    TOP_COLUMNS,
-    table_row_counts,
-    top_by_quantity,
-    write_bidding_day,
-)
+from aed_pipeline.lib.at_flower.tables import BIDDING_TABLE, TOP_COLUMNS, table_row_counts, top_by_quantity
+from aed_pipeline.lib.at_flower.write.normalised import write_bidding_day
 from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_FLOWER, sync_run
 
 VALIDATED = dg.AssetKey("flower_auction_validated")

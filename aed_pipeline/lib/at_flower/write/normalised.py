@@ -16,7 +16,6 @@ every type and flower).
 
 from __future__ import annotations
 
-import heapq
 from dataclasses import dataclass
 from datetime import date
 
@@ -24,21 +23,16 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from aed_pipeline.lib.at_flower.checks import GroupVolume
+from aed_pipeline.lib.at_flower.tables import BIDDING_TABLE
 from aed_pipeline.lib.core import locks
-from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_FLOWER, synced_partitions
 from aed_pipeline.lib.core.warehouse import copy_into
 
 __all__ = [
-    "TOP_COLUMNS",
+    "BIDDING_TABLE",
     "BiddingDayCounts",
-    "known_volumes",
-    "table_row_counts",
-    "top_by_quantity",
     "write_bidding_day",
 ]
 
-BIDDING_TABLE = "bidding_flowers"
 _STAGING = "flower_bidding_staging"
 _STAGING_COLUMNS = (
     "flower_gubn",
@@ -160,46 +154,3 @@ def write_bidding_day(conn: Connection, sale_date: date, rows: pd.DataFrame) -> 
         unchanged=staged - inserted - updated,
         rows=staged,
     )
-
-
-TOP_COLUMNS = ("품목", "품종", "등급", "quantity", "avg_price", "total_amount")
-
-
-def top_by_quantity(rows: pd.DataFrame, limit: int = 10) -> list[tuple]:
-    """The ``limit`` largest rows of a day by quantity (ties by name), as
-    :data:`TOP_COLUMNS` tuples, for the materialisation's preview."""
-    _gubn, pum, good, grade, _min, avg, _max, total, quantity = _columns(rows)
-    return heapq.nsmallest(
-        limit,
-        zip(pum, good, grade, quantity, avg, total),
-        key=lambda row: (-row[3], row[0], row[1], row[2]),
-    )
-
-
-def table_row_counts(conn: Connection) -> dict[str, int]:
-    """Rows in ``flower_types`` and ``flowers`` (both grow only)."""
-    return {
-        "flower_types": conn.execute(sa.text("SELECT count(*) FROM flower_types")).scalar_one(),
-        "flowers": conn.execute(sa.text("SELECT count(*) FROM flowers")).scalar_one(),
-    }
-
-
-def known_volumes(conn: Connection, first: date, last: date) -> dict[date, dict[int, GroupVolume]]:
-    """Volumes per group of the sale dates ``first`` … ``last`` whose ``bidding_flowers`` slice was
-    synced successfully (a synced date without rows in a group traded nothing in it).
-
-    A date never synced (or whose sync failed) is absent: it is unknown, not empty.
-    """
-    synced = synced_partitions(conn, source=SYNC_SOURCE_FLOWER, table_name=BIDDING_TABLE, first=first, last=last)
-    volumes: dict[date, dict[int, GroupVolume]] = {day: {} for day in synced}
-    totals = conn.execute(
-        sa.text(
-            f"SELECT sale_date, flower_gubn, count(*), coalesce(sum(quantity), 0) FROM {BIDDING_TABLE} "
-            "WHERE sale_date BETWEEN :first AND :last GROUP BY sale_date, flower_gubn"
-        ),
-        {"first": first, "last": last},
-    )
-    for sale_date, flower_gubn, rows, quantity in totals:
-        if sale_date in volumes:
-            volumes[sale_date][int(flower_gubn)] = GroupVolume(int(rows), int(quantity))
-    return volumes
