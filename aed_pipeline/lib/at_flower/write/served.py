@@ -7,20 +7,23 @@ run) and a reader sees either the old slice or the new one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
-from aed_pipeline.lib.at_flower.fetch import PUBLIC_ROW_COLUMNS
+from aed_pipeline.lib.at_flower.fetch import PUBLIC_ROW_COLUMNS, archived_public_rows
 from aed_pipeline.lib.at_flower.tables import PUBLIC_TABLE
 from aed_pipeline.lib.core import locks
+from aed_pipeline.lib.core.archive import RawArchive
+from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_FLOWER, sync_run
 from aed_pipeline.lib.core.warehouse import copy_into
 
-__all__ = ["PUBLIC_TABLE", "PublicSliceCounts", "replace_public_slice"]
+__all__ = ["PUBLIC_TABLE", "PublicSliceCounts", "ServedDay", "replace_public_slice", "write_served_days"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,18 @@ class PublicSliceCounts:
 
     deleted: int
     inserted: int
+
+
+@dataclass(frozen=True)
+class ServedDay:
+    """One sale date's slice as written: its rows per group asked for, the rows it replaced, and
+    where the archived pages came from (``live``/``simulator``)."""
+
+    sale_date: date
+    rows_by_group: dict[int, int]
+    deleted: int
+    inserted: int
+    origins: frozenset[str]
 
 
 def replace_public_slice(conn: Connection, sale_date: date, rows: Sequence[Sequence[Any]]) -> PublicSliceCounts:
@@ -43,3 +58,39 @@ def replace_public_slice(conn: Connection, sale_date: date, rows: Sequence[Seque
     ).rowcount
     inserted = copy_into(conn, PUBLIC_TABLE, PUBLIC_ROW_COLUMNS, rows)
     return PublicSliceCounts(deleted=deleted, inserted=inserted)
+
+
+def write_served_days(
+    engine: Engine, archive: RawArchive, sale_dates: Sequence[date], *, run_id: str | None
+) -> Iterator[ServedDay]:
+    """Replace the slice of each of ``sale_dates`` (in the given order) with its archived rows,
+    yielding each date once it is committed.
+
+    Each date is one transaction with its ``sync_runs`` row, marked successful inside it: a
+    failure part-way (a date not completely archived, the database) marks that date's sync failed,
+    keeps the dates already written and propagates.
+    """
+    with engine.connect() as conn:
+        for sale_date in sale_dates:
+            with sync_run(
+                engine,
+                source=SYNC_SOURCE_FLOWER,
+                table_name=PUBLIC_TABLE,
+                partition_key=sale_date.isoformat(),
+                run_id=run_id,
+            ) as run:
+                rows, origins = archived_public_rows(archive, sale_date)
+                with conn.begin():
+                    counts = replace_public_slice(conn, sale_date, rows)
+                    run.counts.fetched = len(rows)
+                    run.counts.inserted = counts.inserted
+                    run.counts.deleted = counts.deleted
+                    run.mark_success(conn)
+            # Yielded after the commit, outside the sync's block: the caller's reporting is no part of it.
+            yield ServedDay(
+                sale_date=sale_date,
+                rows_by_group=dict(Counter(row[1] for row in rows)),
+                deleted=counts.deleted,
+                inserted=counts.inserted,
+                origins=frozenset(origins),
+            )
