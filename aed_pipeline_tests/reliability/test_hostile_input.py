@@ -34,7 +34,8 @@ from hypothesis import strategies as st
 from aed_pipeline.lib.at_flower.client import ParsedFlowerPage, parse_flower_response
 from aed_pipeline.lib.at_flower.fetch import API_FIELD_COLUMNS
 from aed_pipeline.lib.at_flower.records import AMOUNT_COLUMNS, NAME_COLUMNS, plain_valid_rows, validate_flower_rows
-from aed_pipeline.lib.at_flower.write.served import PUBLIC_FRAME_COLUMNS, read_public_rows, replace_public_slice
+from aed_pipeline.lib.at_flower.tables import PUBLIC_FRAME_COLUMNS, read_public_rows
+from aed_pipeline.lib.at_flower.write.served import replace_public_slice
 from aed_pipeline.lib.core.archive import PageSetManifest, RawArchive
 from aed_pipeline.lib.core.errors import (
     SourceAuthError,

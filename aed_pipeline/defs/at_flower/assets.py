@@ -1,65 +1,56 @@
 """The flower chain up to the validated frame: API pages → archive → rows as served → typed rows.
 
 Every asset runs over the run's sale dates in ascending order (one date for the daily partition,
-a whole range for a single-run backfill) and never reads ``context.partition_key``.
+a whole range for a single-run backfill) and never reads ``context.partition_key``. The work is
+done in ``aed_pipeline.lib.at_flower``; each asset calls it and reports what it did, per sale date
+(the partition's metadata, a log line) and for the run (a summary on the newest date).
 """
 
-from collections import Counter
+from collections.abc import Collection
 from contextlib import closing
-from dataclasses import replace
 from datetime import UTC, date, datetime
+from typing import Any
 
 import dagster as dg
 import pandas as pd
 from pydantic import Field
 
 from aed_pipeline.defs.at_flower.partitions import flower_daily_partitions
-from aed_pipeline.defs.at_flower.reporting import (
-    OWNERS,
-    PUBLIC_BIDDING_FLOWERS_SCHEMA,
+from aed_pipeline.defs.at_flower.reporting import OWNERS, by_group_name, examples, group_names, no_auction_note
+from aed_pipeline.defs.at_flower.resources import AtFlowerApiResource
+from aed_pipeline.defs.shared.failures import StepRetryConfig, retry_or_fail
+from aed_pipeline.defs.shared.metadata import (
     add_run_summary,
-    archived_sources,
     bounded,
-    by_group_name,
+    column_schema,
     date_span,
-    group_names,
     joined_sources,
     log_date,
     markdown_table,
     run_sale_dates,
 )
-from aed_pipeline.defs.at_flower.resources import AtFlowerApiResource
-from aed_pipeline.defs.shared.failures import StepRetryConfig, retry_or_fail
 from aed_pipeline.defs.shared.resources import RawArchiveResource, WarehouseResource
 from aed_pipeline.lib.at_flower.calendar import non_auction_reason, weekday_name
-from aed_pipeline.lib.at_flower.checks import VolumeRule, volume_history_dates
+from aed_pipeline.lib.at_flower.checks import VolumeRule
 from aed_pipeline.lib.at_flower.client import FLOWER_GUBN_NAMES
-from aed_pipeline.lib.at_flower.fetch import (
-    FLOWER_ARCHIVE_SOURCE,
-    ArchivedFlowerDay,
-    archive_flower_days,
-    archived_flower_day,
-    archived_public_rows,
-)
-from aed_pipeline.lib.at_flower.records import VALID_COLUMNS, FlowerAuctionRows
+from aed_pipeline.lib.at_flower.fetch import FLOWER_ARCHIVE_SOURCE, ArchivedFlowerDay, FlowerDaysFetch
+from aed_pipeline.lib.at_flower.records import VALID_COLUMNS, FlowerAuctionRows, ValidatedFlowerDay
+from aed_pipeline.lib.at_flower.tables import PUBLIC_BIDDING_FLOWERS_COLUMNS, PUBLIC_TABLE
 from aed_pipeline.lib.at_flower.validate import (
     BLOCKING_CHECKS,
     CHECK_DUPLICATE_KEYS,
     CHECK_PRICE_INVARIANTS,
     CHECK_VOLUME,
+    DatesNeverLoaded,
     FlowerDaysValidation,
-    validate_flower_days,
+    quarantine_rejected_rows,
+    validate_loaded_days,
 )
-from aed_pipeline.lib.at_flower.write.normalised import known_volumes
-from aed_pipeline.lib.at_flower.write.served import (
-    PUBLIC_TABLE,
-    loaded_sale_dates,
-    read_public_rows,
-    replace_public_slice,
-)
+from aed_pipeline.lib.at_flower.write.served import ServedDay, write_served_days
+from aed_pipeline.lib.core.archive import RawArchive
 from aed_pipeline.lib.core.errors import SourceError
 from aed_pipeline.lib.core.kst import kst_date
-from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_FLOWER, record_failed_sync, replace_rejected_records, sync_run
+from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_FLOWER, record_failed_sync
 
 # --------------------------------------------------------------------------- raw pages
 
@@ -82,19 +73,6 @@ class FlowerRawConfig(StepRetryConfig):
         "a long backfill stopped by the daily quota; leave off for the daily run, whose point is to "
         "re-fetch recent dates for settlement corrections.",
     )
-
-
-def _run_started_at(context: dg.AssetExecutionContext) -> datetime | None:
-    record = context.instance.get_run_record_by_id(context.run_id)
-    start = record.start_time if record is not None else None
-    return datetime.fromtimestamp(start, UTC) if start else None
-
-
-def _no_auction_note(day: ArchivedFlowerDay) -> str:
-    reason = non_auction_reason(day.sale_date)
-    if day.rows == 0:
-        return f"no auction ({reason})" if reason else f"no rows served on a {weekday_name(day.sale_date)}"
-    return ""
 
 
 @dg.asset(
@@ -123,67 +101,95 @@ def flower_auction_raw(
     """
     archive = raw_archive.archive()
     sale_dates = run_sale_dates(context)
-    reused = {}
     # A retry (after a transient failure) keeps the dates this run has already archived.
     this_run_since = _run_started_at(context) if context.retry_number > 0 else None
-    if config.skip_archived_dates or this_run_since is not None:
-        since = None if config.skip_archived_dates else this_run_since
-        reused = {
-            d: day for d in sale_dates if (day := archived_flower_day(archive, d, completed_since=since)) is not None
-        }
-    to_fetch = [d for d in sale_dates if d not in reused]
-    days: dict[date, ArchivedFlowerDay] = dict(reused)
-
-    fetched = archive_flower_days(
-        at_flower_api.client, archive, to_fetch, origin=at_flower_api.source, concurrency=config.fetch_concurrency
+    fetch = FlowerDaysFetch(
+        archive, sale_dates, reuse_archived=config.skip_archived_dates, reuse_completed_since=this_run_since
     )
+    fetched = fetch.fetch(at_flower_api.client, origin=at_flower_api.source, concurrency=config.fetch_concurrency)
     try:
         with closing(fetched):
             for done, day in enumerate(fetched, start=1):
-                days[day.sale_date] = day
-                note = _no_auction_note(day)
-                log_date(
-                    context,
-                    done,
-                    len(to_fetch),
-                    f"{day.sale_date.isoformat()}: {day.rows} rows in {day.pages} pages "
-                    f"{by_group_name(day.rows_by_group())}{'; ' + note if note else ''}",
-                )
+                log_date(context, done, len(fetch.to_fetch), _archived_day_line(day))
     except SourceError as error:
-        # The sync log names the first date the run could not fetch.
-        unfetched = [d for d in to_fetch if d not in days]
-        failed_date = unfetched[0] if unfetched else sale_dates[-1]
         retry_or_fail(
             context,
             error,
             config,
+            # The sync log names the first date the run could not fetch.
             record_failure=lambda failure: record_failed_sync(
                 warehouse.engine(),
                 source=SYNC_SOURCE_FLOWER,
                 table_name=PUBLIC_TABLE,
-                partition_key=failed_date.isoformat(),
+                partition_key=fetch.first_unfetched.isoformat(),
                 run_id=context.run_id,
                 error=failure,
             ),
             metadata={"source": at_flower_api.source},
         )
-
-    ordered = [days[d] for d in sale_dates]
-    for day in ordered:
-        context.add_asset_metadata(
-            {
-                "dagster/row_count": day.rows,
-                "rows_by_group": by_group_name(day.rows_by_group()),
-                "pages": day.pages,
-                "bytes": day.bytes,
-                "auction": _no_auction_note(day) or "yes",
-                "archive": str(archive.folder(FLOWER_ARCHIVE_SOURCE, day.sale_date.isoformat(), "")),
-                "source": "+".join(sorted(day.origins)),
-                "reused_from_archive": day.sale_date in reused,
-            },
-            partition_key=day.sale_date.isoformat(),
+    days = fetch.ordered_days()
+    for day in days:
+        _report_archived_day(context, archive, day, reused=day.sale_date in fetch.reused)
+    return dg.MaterializeResult(
+        metadata=_report_archive_run(
+            context, archive, sale_dates, days, source=at_flower_api.source, reused=fetch.reused
         )
-    no_auction = [f"{d.sale_date.isoformat()} ({_no_auction_note(d)})" for d in ordered if d.rows == 0]
+    )
+
+
+def _run_started_at(context: dg.AssetExecutionContext) -> datetime | None:
+    record = context.instance.get_run_record_by_id(context.run_id)
+    start = record.start_time if record is not None else None
+    return datetime.fromtimestamp(start, UTC) if start else None
+
+
+def _archived_day_line(day: ArchivedFlowerDay) -> str:
+    note = no_auction_note(day)
+    return (
+        f"{day.sale_date.isoformat()}: {day.rows} rows in {day.pages} pages "
+        f"{by_group_name(day.rows_by_group())}{'; ' + note if note else ''}"
+    )
+
+
+def _report_archived_day(
+    context: dg.AssetExecutionContext, archive: RawArchive, day: ArchivedFlowerDay, *, reused: bool
+) -> None:
+    context.add_asset_metadata(
+        {
+            "dagster/row_count": day.rows,
+            "rows_by_group": by_group_name(day.rows_by_group()),
+            "pages": day.pages,
+            "bytes": day.bytes,
+            "auction": no_auction_note(day) or "yes",
+            "archive": str(archive.folder(FLOWER_ARCHIVE_SOURCE, day.sale_date.isoformat(), "")),
+            "source": "+".join(sorted(day.origins)),
+            "reused_from_archive": reused,
+        },
+        partition_key=day.sale_date.isoformat(),
+    )
+
+
+def _report_archive_run(
+    context: dg.AssetExecutionContext,
+    archive: RawArchive,
+    sale_dates: list[date],
+    days: list[ArchivedFlowerDay],
+    *,
+    source: str,
+    reused: Collection[date],
+) -> dict[str, Any]:
+    """Attach the run's per-date table to the newest date; the run's metadata."""
+    no_auction = [f"{d.sale_date.isoformat()} ({no_auction_note(d)})" for d in days if d.rows == 0]
+    per_date = [
+        [
+            d.sale_date.isoformat(),
+            weekday_name(d.sale_date)[:3],
+            *by_group_name(d.rows_by_group()).values(),
+            d.pages,
+            no_auction_note(d),
+        ]
+        for d in days
+    ]
     add_run_summary(
         context,
         sale_dates,
@@ -192,35 +198,21 @@ def flower_auction_raw(
             "run_rows_per_date_and_group": dg.MetadataValue.md(
                 markdown_table(
                     ["sale date", "day", *group_names(), "pages", "note"],
-                    bounded(
-                        [
-                            [
-                                d.sale_date.isoformat(),
-                                weekday_name(d.sale_date)[:3],
-                                *by_group_name(d.rows_by_group()).values(),
-                                d.pages,
-                                _no_auction_note(d),
-                            ]
-                            for d in ordered
-                        ],
-                        width=4 + len(FLOWER_GUBN_NAMES),
-                    ),
+                    bounded(per_date, width=4 + len(FLOWER_GUBN_NAMES)),
                 )
             ),
         },
     )
-    return dg.MaterializeResult(
-        metadata={
-            "source": at_flower_api.source,
-            "run_dates": date_span(sale_dates),
-            "run_rows": sum(d.rows for d in ordered),
-            "run_pages": sum(d.pages for d in ordered),
-            "run_bytes": sum(d.bytes for d in ordered),
-            "run_dates_without_auction_count": len(no_auction),
-            "run_dates_reused_from_archive": len(reused),
-            "archive": str(archive.root / FLOWER_ARCHIVE_SOURCE),
-        }
-    )
+    return {
+        "source": source,
+        "run_dates": date_span(sale_dates),
+        "run_rows": sum(d.rows for d in days),
+        "run_pages": sum(d.pages for d in days),
+        "run_bytes": sum(d.bytes for d in days),
+        "run_dates_without_auction_count": len(no_auction),
+        "run_dates_reused_from_archive": len(reused),
+        "archive": str(archive.root / FLOWER_ARCHIVE_SOURCE),
+    }
 
 
 # --------------------------------------------------------------------------- rows as served
@@ -233,7 +225,10 @@ def flower_auction_raw(
     group_name="flowers",
     kinds={"postgres"},
     owners=OWNERS,
-    metadata={"dagster/table_name": f"public.{PUBLIC_TABLE}", "dagster/column_schema": PUBLIC_BIDDING_FLOWERS_SCHEMA},
+    metadata={
+        "dagster/table_name": f"public.{PUBLIC_TABLE}",
+        "dagster/column_schema": column_schema(PUBLIC_BIDDING_FLOWERS_COLUMNS),
+    },
 )
 def public_bidding_flowers(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, raw_archive: RawArchiveResource
@@ -244,37 +239,40 @@ def public_bidding_flowers(
     Built from the archive only. Each sale date's slice is replaced in one transaction with its
     ``sync_runs`` row, so a re-run never duplicates rows.
     """
-    engine = warehouse.engine()
-    archive = raw_archive.archive()
     sale_dates = run_sale_dates(context)
-    origins: set[str] = set()
-    per_date = []
-    with engine.connect() as conn:
-        for done, sale_date in enumerate(sale_dates, start=1):
-            key = sale_date.isoformat()
-            with sync_run(
-                engine, source=SYNC_SOURCE_FLOWER, table_name=PUBLIC_TABLE, partition_key=key, run_id=context.run_id
-            ) as run:
-                rows, day_origins = archived_public_rows(archive, sale_date)
-                with conn.begin():
-                    counts = replace_public_slice(conn, sale_date, rows)
-                    run.counts.fetched = len(rows)
-                    run.counts.inserted = counts.inserted
-                    run.counts.deleted = counts.deleted
-                    run.mark_success(conn)
-            origins |= day_origins
-            rows_by_group = by_group_name(Counter(row[1] for row in rows))
-            per_date.append([key, *rows_by_group.values(), counts.deleted, counts.inserted])
-            context.add_asset_metadata(
-                {
-                    "dagster/row_count": counts.inserted,
-                    "rows_by_group": rows_by_group,
-                    "replaced_rows": counts.deleted,
-                    "source": "+".join(sorted(day_origins)),
-                },
-                partition_key=key,
-            )
-            log_date(context, done, len(sale_dates), f"{key}: {counts.inserted} rows (replacing {counts.deleted})")
+    served = []
+    written = write_served_days(warehouse.engine(), raw_archive.archive(), sale_dates, run_id=context.run_id)
+    for done, day in enumerate(written, start=1):
+        served.append(day)
+        _report_served_day(context, day)
+        log_date(
+            context,
+            done,
+            len(sale_dates),
+            f"{day.sale_date.isoformat()}: {day.inserted} rows (replacing {day.deleted})",
+        )
+    return dg.MaterializeResult(metadata=_report_served_run(context, sale_dates, served))
+
+
+def _report_served_day(context: dg.AssetExecutionContext, day: ServedDay) -> None:
+    context.add_asset_metadata(
+        {
+            "dagster/row_count": day.inserted,
+            "rows_by_group": by_group_name(day.rows_by_group),
+            "replaced_rows": day.deleted,
+            "source": "+".join(sorted(day.origins)),
+        },
+        partition_key=day.sale_date.isoformat(),
+    )
+
+
+def _report_served_run(
+    context: dg.AssetExecutionContext, sale_dates: list[date], served: list[ServedDay]
+) -> dict[str, Any]:
+    """Attach the run's per-date table to the newest date; the run's metadata."""
+    per_date = [
+        [d.sale_date.isoformat(), *by_group_name(d.rows_by_group).values(), d.deleted, d.inserted] for d in served
+    ]
     add_run_summary(
         context,
         sale_dates,
@@ -287,22 +285,19 @@ def public_bidding_flowers(
             )
         },
     )
-    return dg.MaterializeResult(
-        metadata={
-            "source": joined_sources(origins),
-            "run_dates": date_span(sale_dates),
-            "run_rows": sum(row[-1] for row in per_date),
-            "run_replaced_rows": sum(row[-2] for row in per_date),
-        }
-    )
+    return {
+        "source": joined_sources(origin for d in served for origin in d.origins),
+        "run_dates": date_span(sale_dates),
+        "run_rows": sum(d.inserted for d in served),
+        "run_replaced_rows": sum(d.deleted for d in served),
+    }
 
 
 # --------------------------------------------------------------------------- validated rows
 
-EXAMPLES = 5
-VALIDATED_FRAME_SCHEMA = dg.TableSchema(
-    columns=[
-        dg.TableColumn(name, str(column.dtype), description=column.description or "")
+VALIDATED_FRAME_SCHEMA = column_schema(
+    [
+        (name, str(column.dtype), column.description or "")
         for name, column in FlowerAuctionRows.to_schema().columns.items()
         if name in VALID_COLUMNS
     ]
@@ -343,11 +338,6 @@ class FlowerValidationConfig(dg.Config):
             high_ratio=self.volume_high_ratio,
             unsettled_days=self.volume_unsettled_days,
         )
-
-
-def _examples(frame: pd.DataFrame) -> dg.MetadataValue:
-    shown = frame.head(EXAMPLES).astype(str)
-    return dg.MetadataValue.md(markdown_table(list(shown.columns), shown.values.tolist()) if len(shown) else "none")
 
 
 @dg.asset(
@@ -397,108 +387,85 @@ def flower_auction_validated(
     sale_dates = run_sale_dates(context)
     rule = config.volume_rule()
     closures = {date.fromisoformat(text) for text in config.extra_non_auction_dates}
+    try:
+        outcome = validate_loaded_days(
+            engine,
+            raw_archive.archive(),
+            sale_dates,
+            rule=rule,
+            today=kst_date(),
+            non_auction=lambda d: non_auction_reason(d, closures),
+            price_check_min_rows=config.price_check_min_rows,
+        )
+    except DatesNeverLoaded as error:
+        # from None: the sentence is the whole failure (an alert reads the error's chain).
+        raise dg.Failure(description=str(error), allow_retries=False) from None
 
-    with engine.connect() as conn:
-        _refuse_dates_never_loaded(conn, sale_dates)
-        # A run's partition keys are one contiguous range of dates.
-        raw = read_public_rows(conn, sale_dates[0], sale_dates[-1])
-        history = known_volumes(conn, *volume_history_dates(sale_dates, rule))
-    outcome = validate_flower_days(
-        raw,
-        sale_dates,
-        history=history,
-        rule=rule,
-        today=kst_date(),
-        non_auction=lambda d: non_auction_reason(d, closures),
-        price_check_min_rows=config.price_check_min_rows,
-    )
-    sources = archived_sources(raw_archive.archive(), sale_dates)
-    validated = {d.isoformat(): replace(outcome.days[d], source=sources[d]) for d in sale_dates}
-
-    with engine.connect() as conn:
-        for done, sale_date in enumerate(sale_dates, start=1):
-            key = sale_date.isoformat()
-            day = validated[key]
-            # Each date's quarantine is replaced in its own transaction: a re-run does not pile up.
-            with conn.begin():
-                replace_rejected_records(
-                    conn,
-                    source=SYNC_SOURCE_FLOWER,
-                    partition_key=key,
-                    run_id=context.run_id,
-                    rejected=outcome.rejected[sale_date],
-                )
-            verdict = ", ".join(day.blocking_failures) or "passed"
-            context.add_asset_metadata(
-                {
-                    "dagster/row_count": len(day.rows),
-                    "served_rows": day.served,
-                    "rejected_rows": day.rejected,
-                    "blocking_checks": verdict,
-                    "volume_check": outcome.not_judged.get(sale_date, "judged"),
-                    "source": day.source,
-                },
-                partition_key=key,
-            )
-            log_date(
-                context,
-                done,
-                len(sale_dates),
-                f"{key}: {len(day.rows)} valid, {day.rejected} rejected of {day.served}; blocking checks {verdict}",
-            )
+    for done, day in enumerate(quarantine_rejected_rows(engine, outcome, run_id=context.run_id), start=1):
+        _report_validated_day(context, day, outcome.not_judged.get(day.sale_date, "judged"), done, len(sale_dates))
     for check_name, dates in outcome.failed_dates.items():
         if dates:
             context.log.error(
                 f"blocking check {check_name} failed for {', '.join(d.isoformat() for d in dates)}: "
                 "the flower tables will not be written"
             )
+    return dg.MaterializeResult(
+        value={d.isoformat(): day for d, day in outcome.days.items()},
+        check_results=_check_results(outcome, rule, config.price_check_min_rows),
+        metadata=_report_validated_run(context, sale_dates, outcome),
+    )
 
+
+def _verdict(day: ValidatedFlowerDay) -> str:
+    return ", ".join(day.blocking_failures) or "passed"
+
+
+def _report_validated_day(
+    context: dg.AssetExecutionContext, day: ValidatedFlowerDay, volume_check: str, done: int, total: int
+) -> None:
+    key = day.sale_date.isoformat()
+    context.add_asset_metadata(
+        {
+            "dagster/row_count": len(day.rows),
+            "served_rows": day.served,
+            "rejected_rows": day.rejected,
+            "blocking_checks": _verdict(day),
+            "volume_check": volume_check,
+            "source": day.source,
+        },
+        partition_key=key,
+    )
+    log_date(
+        context,
+        done,
+        total,
+        f"{key}: {len(day.rows)} valid, {day.rejected} rejected of {day.served}; blocking checks {_verdict(day)}",
+    )
+
+
+def _report_validated_run(
+    context: dg.AssetExecutionContext, sale_dates: list[date], outcome: FlowerDaysValidation
+) -> dict[str, Any]:
+    """Attach the run's per-date table to the newest date; the run's metadata."""
+    per_date = [[d.isoformat(), v.served, len(v.rows), v.rejected, _verdict(v)] for d, v in outcome.days.items()]
     add_run_summary(
         context,
         sale_dates,
         {
             "run_dates_per_outcome": dg.MetadataValue.md(
                 markdown_table(
-                    ["sale date", "served", "valid", "rejected", "blocking checks"],
-                    bounded(
-                        [
-                            [
-                                d.isoformat(),
-                                v.served,
-                                len(v.rows),
-                                v.rejected,
-                                ", ".join(v.blocking_failures) or "passed",
-                            ]
-                            for d, v in outcome.days.items()
-                        ],
-                        width=5,
-                    ),
+                    ["sale date", "served", "valid", "rejected", "blocking checks"], bounded(per_date, width=5)
                 )
             )
         },
     )
-    return dg.MaterializeResult(
-        value=validated,
-        check_results=_check_results(outcome, rule, config.price_check_min_rows),
-        metadata={
-            "source": joined_sources(sources.values()),
-            "run_dates": date_span(sale_dates),
-            "run_served_rows": outcome.served_rows,
-            "run_valid_rows": outcome.valid_rows,
-            "run_rejected_rows": outcome.rejected_rows,
-        },
-    )
-
-
-def _refuse_dates_never_loaded(conn, sale_dates: list[date]) -> None:
-    never_loaded = sorted(set(sale_dates) - loaded_sale_dates(conn, sale_dates[0], sale_dates[-1]))
-    if never_loaded:
-        shown = ", ".join(d.isoformat() for d in never_loaded[:10]) + (" …" if len(never_loaded) > 10 else "")
-        raise dg.Failure(
-            description=f"{PUBLIC_TABLE} was never loaded for {date_span(never_loaded)} ({shown}): materialise it "
-            "for these dates first (an empty slice would wipe them downstream)",
-            allow_retries=False,
-        )
+    return {
+        "source": joined_sources(day.source for day in outcome.days.values()),
+        "run_dates": date_span(sale_dates),
+        "run_served_rows": outcome.served_rows,
+        "run_valid_rows": outcome.valid_rows,
+        "run_rejected_rows": outcome.rejected_rows,
+    }
 
 
 def _check_results(outcome: FlowerDaysValidation, rule: VolumeRule, price_check_min_rows: int) -> list:
@@ -510,17 +477,17 @@ def _check_results(outcome: FlowerDaysValidation, rule: VolumeRule, price_check_
     metadata = {
         CHECK_DUPLICATE_KEYS: {
             "duplicate_keys": len(outcome.duplicates),
-            "examples": _examples(outcome.duplicates),
+            "examples": examples(outcome.duplicates),
         },
         CHECK_PRICE_INVARIANTS: {
             "groups_failing": len(outcome.price_groups),
             "min_priced_rows": price_check_min_rows,
-            "examples": _examples(price_groups),
+            "examples": examples(price_groups),
         },
         CHECK_VOLUME: {
             "dates_judged": dates_checked - len(outcome.not_judged),
             "anomalies": len(outcome.anomalies),
-            "examples": _examples(anomalies),
+            "examples": examples(anomalies),
             "dates_not_judged": _not_judged_text(outcome.not_judged),
             "rule": str(rule),
         },

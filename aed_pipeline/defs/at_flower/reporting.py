@@ -1,85 +1,22 @@
-"""What the flower assets share for their runs and metadata: the run's sale dates, markdown tables,
-table schemas. No definitions live here."""
+"""What the flower assets share to report their runs: owners, the flower groups by name, the note
+of a day without an auction, frame examples. The source-neutral helpers (run dates, run summaries,
+markdown tables) are in :mod:`aed_pipeline.defs.shared.metadata`. No definitions live here."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from datetime import date
-from typing import Any
+from collections.abc import Mapping
 
 import dagster as dg
+import pandas as pd
 
+from aed_pipeline.defs.shared.metadata import markdown_table
+from aed_pipeline.lib.at_flower.calendar import non_auction_reason, weekday_name
 from aed_pipeline.lib.at_flower.client import FLOWER_GUBN_NAMES
-from aed_pipeline.lib.at_flower.fetch import archived_origin
-from aed_pipeline.lib.core.archive import RawArchive
+from aed_pipeline.lib.at_flower.fetch import ArchivedFlowerDay
 
 OWNERS = ["team:data-engineering"]
-#: Longest per-date table in a run's summary; a longer run lists its first and last dates (every
-#: date's own figures are in its partition's metadata).
-RUN_TABLE_MAX_DATES = 62
-#: Runs up to this many dates log every date; longer ones (backfills) log progress every
-#: PROGRESS_EVERY dates, since each log line is an event Dagster stores.
-LOG_EVERY_DATE_UP_TO = 31
-PROGRESS_EVERY = 30
-
-
-def run_sale_dates(context: dg.AssetExecutionContext) -> list[date]:
-    """The sale dates of the run, ascending: one for a daily run, many for a single-run backfill."""
-    return sorted(date.fromisoformat(key) for key in context.partition_keys)
-
-
-def log_date(context: dg.AssetExecutionContext, done: int, total: int, message: str) -> None:
-    """Log one date's outcome: every date of a short run, progress of a long one."""
-    if total <= LOG_EVERY_DATE_UP_TO:
-        context.log.info(message)
-    elif done % PROGRESS_EVERY == 0 or done == total:
-        context.log.info(f"{done}/{total} dates done; latest: {message}")
-
-
-def add_run_summary(
-    context: dg.AssetExecutionContext,
-    sale_dates: Sequence[date],
-    summary: Mapping[str, Any],
-    asset_key: dg.AssetKey | None = None,
-) -> None:
-    """Attach the run's summary (per-date tables) to the newest date's materialisation only.
-
-    Metadata of the returned ``MaterializeResult`` is copied onto the event of every partition of
-    the run: a year's backfill would store the same tables 365 times. The newest date is the event
-    the UI shows first.
-    """
-    extra = {"asset_key": asset_key} if asset_key is not None else {}
-    context.add_asset_metadata(dict(summary), partition_key=sale_dates[-1].isoformat(), **extra)
-
-
-def date_span(dates: Sequence[date]) -> str:
-    if not dates:
-        return "no dates"
-    if len(dates) == 1:
-        return dates[0].isoformat()
-    return f"{dates[0].isoformat()} … {dates[-1].isoformat()} ({len(dates)} dates)"
-
-
-def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    def cell(value: Any) -> str:
-        return str(value).replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def bounded(rows: Sequence[Sequence[Any]], width: int) -> list[Sequence[Any]]:
-    """At most :data:`RUN_TABLE_MAX_DATES` rows: the first and last halves with a marker between."""
-    if len(rows) <= RUN_TABLE_MAX_DATES:
-        return list(rows)
-    half = RUN_TABLE_MAX_DATES // 2
-    skipped = len(rows) - 2 * half
-    return [
-        *rows[:half],
-        [f"… {skipped} more dates (see each partition's metadata)", *[""] * (width - 1)],
-        *rows[-half:],
-    ]
+#: Rows shown as examples in a check's or a table's metadata.
+EXAMPLES = 5
 
 
 def group_names() -> list[str]:
@@ -90,73 +27,15 @@ def by_group_name(counts: Mapping[int, int]) -> dict[str, int]:
     return {FLOWER_GUBN_NAMES[gubn]: int(counts.get(gubn, 0)) for gubn in sorted(FLOWER_GUBN_NAMES)}
 
 
-def archived_sources(archive: RawArchive, sale_dates: Sequence[date]) -> dict[date, str]:
-    """Where each date's archived pages came from (``live``, ``simulator``), read from their
-    manifests: the derived assets report the origin of the data they were built from."""
-    return {sale_date: archived_origin(archive, sale_date) or "unknown" for sale_date in sale_dates}
+def no_auction_note(day: ArchivedFlowerDay) -> str:
+    """Why an archived day has no rows (a Sunday, a holiday, or nothing served on a weekday); empty when it has rows."""
+    reason = non_auction_reason(day.sale_date)
+    if day.rows == 0:
+        return f"no auction ({reason})" if reason else f"no rows served on a {weekday_name(day.sale_date)}"
+    return ""
 
 
-def joined_sources(sources: Iterable[str]) -> str:
-    """One ``source`` value for a run: ``simulator``, ``live``, or both joined by ``+``."""
-    names = {part for source in sources for part in source.split("+") if part}
-    return "+".join(sorted(names)) or "unknown"
-
-
-def column_schema(columns: Sequence[tuple[str, str, str]]) -> dg.TableSchema:
-    return dg.TableSchema(columns=[dg.TableColumn(name, type_, description=text) for name, type_, text in columns])
-
-
-PUBLIC_BIDDING_FLOWERS_SCHEMA = column_schema(
-    [
-        ("sale_date", "date", "the sale date asked for (the partition)"),
-        ("flower_gubn", "smallint", "the group asked for: 1 절화, 2 관엽, 3 난, 4 춘란"),
-        ("sale_date_raw", "text", "saleDate as served"),
-        ("flower_gubn_raw", "text", "flowerGubn as served"),
-        ("pum_name", "text", "pumName (품목) as served"),
-        ("good_name", "text", "goodName (품종) as served"),
-        ("lv_nm", "text", "lvNm (등급) as served"),
-        ("max_amt", "text", "maxAmt as served"),
-        ("min_amt", "text", "minAmt as served"),
-        ("avg_amt", "text", "avgAmt as served"),
-        ("tot_amt", "text", "totAmt as served"),
-        ("tot_qty", "text", "totQty as served"),
-        ("page", "integer", "response page"),
-        ("row_in_page", "integer", "position in the page"),
-        ("fetched_at", "timestamptz", "when the page was fetched"),
-        ("archive_ref", "text", "the archived page file"),
-    ]
-)
-FLOWER_TYPES_SCHEMA = column_schema(
-    [
-        ("id", "bigint", "identity"),
-        ("name", "text", "품목 (pumName), unique"),
-        ("flower_gubn", "smallint", "group it was first seen in"),
-        ("created_at", "timestamptz", ""),
-        ("updated_at", "timestamptz", ""),
-    ]
-)
-FLOWERS_SCHEMA = column_schema(
-    [
-        ("id", "bigint", "identity"),
-        ("flower_type_id", "bigint", "→ flower_types"),
-        ("name", "text", "품종 (goodName), unique per 품목"),
-        ("created_at", "timestamptz", ""),
-        ("updated_at", "timestamptz", ""),
-    ]
-)
-BIDDING_FLOWERS_SCHEMA = column_schema(
-    [
-        ("id", "bigint", "identity"),
-        ("sale_date", "date", "the auction date (not the run time)"),
-        ("flower_gubn", "smallint", "1 절화, 2 관엽, 3 난, 4 춘란"),
-        ("flower_id", "bigint", "→ flowers"),
-        ("grade", "text", "lvNm (등급)"),
-        ("min_price", "bigint", "minAmt, 원"),
-        ("avg_price", "bigint", "avgAmt, 원"),
-        ("max_price", "bigint", "maxAmt, 원"),
-        ("total_amount", "bigint", "totAmt, 원"),
-        ("quantity", "bigint", "totQty"),
-        ("created_at", "timestamptz", ""),
-        ("updated_at", "timestamptz", "last change of a price or quantity"),
-    ]
-)
+def examples(frame: pd.DataFrame) -> dg.MetadataValue:
+    """The first :data:`EXAMPLES` rows of ``frame`` as a markdown table, or ``none``."""
+    shown = frame.head(EXAMPLES).astype(str)
+    return dg.MetadataValue.md(markdown_table(list(shown.columns), shown.values.tolist()) if len(shown) else "none")

@@ -1,40 +1,47 @@
 """The normalised flower tables, written from the validated frame one sale date at a time."""
 
+from datetime import date
+from typing import Any
+
 import dagster as dg
 
 from aed_pipeline.defs.at_flower.partitions import flower_daily_partitions
-from aed_pipeline.defs.at_flower.reporting import (
-    BIDDING_FLOWERS_SCHEMA,
-    FLOWER_TYPES_SCHEMA,
-    FLOWERS_SCHEMA,
-    OWNERS,
+from aed_pipeline.defs.at_flower.reporting import OWNERS
+from aed_pipeline.defs.shared.freshness import freshness_policy
+from aed_pipeline.defs.shared.io import per_partition
+from aed_pipeline.defs.shared.metadata import (
     add_run_summary,
     bounded,
+    column_schema,
     date_span,
     joined_sources,
     log_date,
     markdown_table,
     run_sale_dates,
 )
-from aed_pipeline.defs.shared.freshness import freshness_policy
-from aed_pipeline.defs.shared.io import per_partition
 from aed_pipeline.defs.shared.resources import WarehouseResource
 from aed_pipeline.lib.at_flower.records import ValidatedFlowerDay
 from aed_pipeline.lib.at_flower.source import AT_FLOWER
-from aed_pipeline.lib.at_flower.write.normalised import (
-    BIDDING_TABLE,
+from aed_pipeline.lib.at_flower.tables import (
+    BIDDING_FLOWERS_COLUMNS,
+    FLOWER_TYPES_COLUMNS,
+    FLOWERS_COLUMNS,
     TOP_COLUMNS,
+    Column,
     table_row_counts,
     top_by_quantity,
-    write_bidding_day,
 )
-from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_FLOWER, sync_run
+from aed_pipeline.lib.at_flower.write.normalised import BlockedDays, WrittenBiddingDay, write_bidding_days
 
 VALIDATED = dg.AssetKey("flower_auction_validated")
 
 
 def _table_spec(
-    name: str, description: str, schema: dg.TableSchema, deps: list, freshness_policy: dg.FreshnessPolicy | None = None
+    name: str,
+    description: str,
+    columns: tuple[Column, ...],
+    deps: list,
+    freshness_policy: dg.FreshnessPolicy | None = None,
 ) -> dg.AssetSpec:
     return dg.AssetSpec(
         name,
@@ -44,7 +51,7 @@ def _table_spec(
         group_name="flowers",
         kinds={"postgres"},
         owners=OWNERS,
-        metadata={"dagster/table_name": f"public.{name}", "dagster/column_schema": schema},
+        metadata={"dagster/table_name": f"public.{name}", "dagster/column_schema": column_schema(columns)},
     )
 
 
@@ -59,20 +66,20 @@ def _table_specs() -> list[dg.AssetSpec]:
         _table_spec(
             FLOWER_TYPES.path[-1],
             "품목 (pumName) of the aT flower auction. Grows by upsert as new 품목 are served; never deleted.",
-            FLOWER_TYPES_SCHEMA,
+            FLOWER_TYPES_COLUMNS,
             [VALIDATED],
         ),
         _table_spec(
             FLOWERS.path[-1],
             "품종 (goodName) of the aT flower auction, unique per name and 품목. Grows by upsert; never deleted.",
-            FLOWERS_SCHEMA,
+            FLOWERS_COLUMNS,
             [VALIDATED, FLOWER_TYPES],
         ),
         _table_spec(
             BIDDING_FLOWERS.path[-1],
             "Settled aT 양재 auction prices per sale date, 품종 and grade (min/avg/max, total amount, "
             "quantity). Each sale date's slice is brought to the validated rows of that date.",
-            BIDDING_FLOWERS_SCHEMA,
+            BIDDING_FLOWERS_COLUMNS,
             [VALIDATED, FLOWERS],
             freshness_policy(AT_FLOWER),
         ),
@@ -99,81 +106,75 @@ def flower_tables(context: dg.AssetExecutionContext, validated, warehouse: Wareh
     sale_dates = run_sale_dates(context)
     loaded = per_partition([d.isoformat() for d in sale_dates], validated)
     days: list[ValidatedFlowerDay] = [loaded[d.isoformat()] for d in sale_dates]
-
-    blocked = [day for day in days if not day.writable]
-    if blocked:
+    try:
+        writes = write_bidding_days(engine, days, run_id=context.run_id)
+    except BlockedDays as blocked:
+        # from None: the sentence is the whole failure (an alert reads the error's chain).
         raise dg.Failure(
-            description="refusing to write sale dates whose validated rows failed a blocking check: "
-            + "; ".join(f"{day.sale_date.isoformat()} ({', '.join(day.blocking_failures)})" for day in blocked)
-            + ". Fix the source data or the check's configuration and re-materialise flower_auction_validated.",
-            metadata={"blocked_dates": ", ".join(day.sale_date.isoformat() for day in blocked)},
+            description=str(blocked),
+            metadata={"blocked_dates": ", ".join(day.sale_date.isoformat() for day in blocked.days)},
             allow_retries=False,
-        )
+        ) from None
 
-    totals = {"new_types": 0, "new_flowers": 0, "inserted": 0, "updated": 0, "deleted": 0, "unchanged": 0}
-    per_date = []
+    written = []
+    for done, write in enumerate(writes, start=1):
+        written.append(write)
+        _report_written_day(context, write, done, len(days))
     with engine.connect() as conn:
-        for done, day in enumerate(days, start=1):
-            key = day.sale_date.isoformat()
-            with (
-                sync_run(
-                    engine,
-                    source=SYNC_SOURCE_FLOWER,
-                    table_name=BIDDING_TABLE,
-                    partition_key=key,
-                    run_id=context.run_id,
-                ) as run,
-                conn.begin(),
-            ):
-                counts = write_bidding_day(conn, day.sale_date, day.rows)
-                run.counts.fetched = day.served
-                run.counts.rejected = day.rejected
-                run.counts.inserted = counts.inserted
-                run.counts.updated = counts.updated
-                run.counts.deleted = counts.deleted
-                run.counts.unchanged = counts.unchanged
-                run.mark_success(conn)
-            for name in totals:
-                totals[name] += getattr(counts, name)
-            per_date.append(
-                [
-                    key,
-                    counts.rows,
-                    counts.inserted,
-                    counts.updated,
-                    counts.deleted,
-                    counts.unchanged,
-                    counts.new_types,
-                    counts.new_flowers,
-                ]
-            )
-            context.add_asset_metadata({"new_types": counts.new_types}, asset_key=FLOWER_TYPES, partition_key=key)
-            context.add_asset_metadata({"new_flowers": counts.new_flowers}, asset_key=FLOWERS, partition_key=key)
-            top = top_by_quantity(day.rows)
-            context.add_asset_metadata(
-                {
-                    "dagster/row_count": counts.rows,
-                    "rows_written": counts.written,
-                    "inserted": counts.inserted,
-                    "updated": counts.updated,
-                    "deleted": counts.deleted,
-                    "unchanged": counts.unchanged,
-                    "rejected_rows": day.rejected,
-                    "source": day.source,
-                    "top_10_by_quantity": dg.MetadataValue.md(markdown_table(TOP_COLUMNS, top) if top else "no rows"),
-                },
-                asset_key=BIDDING_FLOWERS,
-                partition_key=key,
-            )
-            log_date(
-                context,
-                done,
-                len(days),
-                f"{key}: {counts.rows} rows ({counts.inserted} new, {counts.updated} changed, {counts.deleted} gone, "
-                f"{counts.unchanged} unchanged); {counts.new_types} new 품목, {counts.new_flowers} new 품종",
-            )
         table_rows = table_row_counts(conn)
+    yield from _report_tables_run(context, sale_dates, written, table_rows)
 
+
+def _report_written_day(context: dg.AssetExecutionContext, write: WrittenBiddingDay, done: int, total: int) -> None:
+    day, counts = write.day, write.counts
+    key = day.sale_date.isoformat()
+    context.add_asset_metadata({"new_types": counts.new_types}, asset_key=FLOWER_TYPES, partition_key=key)
+    context.add_asset_metadata({"new_flowers": counts.new_flowers}, asset_key=FLOWERS, partition_key=key)
+    top = top_by_quantity(day.rows)
+    context.add_asset_metadata(
+        {
+            "dagster/row_count": counts.rows,
+            "rows_written": counts.written,
+            "inserted": counts.inserted,
+            "updated": counts.updated,
+            "deleted": counts.deleted,
+            "unchanged": counts.unchanged,
+            "rejected_rows": day.rejected,
+            "source": day.source,
+            "top_10_by_quantity": dg.MetadataValue.md(markdown_table(TOP_COLUMNS, top) if top else "no rows"),
+        },
+        asset_key=BIDDING_FLOWERS,
+        partition_key=key,
+    )
+    log_date(
+        context,
+        done,
+        total,
+        f"{key}: {counts.rows} rows ({counts.inserted} new, {counts.updated} changed, {counts.deleted} gone, "
+        f"{counts.unchanged} unchanged); {counts.new_types} new 품목, {counts.new_flowers} new 품종",
+    )
+
+
+def _report_tables_run(
+    context: dg.AssetExecutionContext,
+    sale_dates: list[date],
+    written: list[WrittenBiddingDay],
+    table_rows: dict[str, int],
+) -> list[dg.MaterializeResult]:
+    """Attach the run's per-date table to the newest date of ``bidding_flowers``; each table's result."""
+    per_date = [
+        [
+            w.day.sale_date.isoformat(),
+            w.counts.rows,
+            w.counts.inserted,
+            w.counts.updated,
+            w.counts.deleted,
+            w.counts.unchanged,
+            w.counts.new_types,
+            w.counts.new_flowers,
+        ]
+        for w in written
+    ]
     add_run_summary(
         context,
         sale_dates,
@@ -187,23 +188,32 @@ def flower_tables(context: dg.AssetExecutionContext, validated, warehouse: Wareh
         },
         asset_key=BIDDING_FLOWERS,
     )
-    common = {"source": joined_sources(day.source for day in days), "run_dates": date_span(sale_dates)}
-    yield dg.MaterializeResult(
-        asset_key=FLOWER_TYPES,
-        metadata={**common, "run_new_types": totals["new_types"], "dagster/row_count": table_rows["flower_types"]},
-    )
-    yield dg.MaterializeResult(
-        asset_key=FLOWERS,
-        metadata={**common, "run_new_flowers": totals["new_flowers"], "dagster/row_count": table_rows["flowers"]},
-    )
-    yield dg.MaterializeResult(
-        asset_key=BIDDING_FLOWERS,
-        metadata={
-            **common,
-            "run_rows_written": totals["inserted"] + totals["updated"],
-            "run_inserted": totals["inserted"],
-            "run_updated": totals["updated"],
-            "run_deleted": totals["deleted"],
-            "run_unchanged": totals["unchanged"],
-        },
-    )
+
+    def total(name: str) -> int:
+        return sum(getattr(w.counts, name) for w in written)
+
+    common: dict[str, Any] = {
+        "source": joined_sources(w.day.source for w in written),
+        "run_dates": date_span(sale_dates),
+    }
+    return [
+        dg.MaterializeResult(
+            asset_key=FLOWER_TYPES,
+            metadata={**common, "run_new_types": total("new_types"), "dagster/row_count": table_rows["flower_types"]},
+        ),
+        dg.MaterializeResult(
+            asset_key=FLOWERS,
+            metadata={**common, "run_new_flowers": total("new_flowers"), "dagster/row_count": table_rows["flowers"]},
+        ),
+        dg.MaterializeResult(
+            asset_key=BIDDING_FLOWERS,
+            metadata={
+                **common,
+                "run_rows_written": total("inserted") + total("updated"),
+                "run_inserted": total("inserted"),
+                "run_updated": total("updated"),
+                "run_deleted": total("deleted"),
+                "run_unchanged": total("unchanged"),
+            },
+        ),
+    ]

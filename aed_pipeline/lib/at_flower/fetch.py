@@ -13,8 +13,9 @@ previous versions left beside it are harmless.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -27,6 +28,7 @@ __all__ = [
     "PUBLIC_ROW_COLUMNS",
     "ArchivedFlowerDay",
     "ArchivedFlowerGroup",
+    "FlowerDaysFetch",
     "archive_flower_day",
     "archive_flower_days",
     "archive_flower_group",
@@ -181,7 +183,7 @@ def archive_flower_days(
     *,
     origin: str,
     concurrency: int = 1,
-) -> Iterator[ArchivedFlowerDay]:
+) -> Generator[ArchivedFlowerDay, None, None]:
     """Fetch and archive the four groups of every date of ``sale_dates``, yielding each date's
     :class:`ArchivedFlowerDay` in the given order as soon as it is complete.
 
@@ -292,3 +294,55 @@ def archived_public_rows(archive: RawArchive, sale_date: date) -> tuple[list[tup
             origins.add(manifest.origin)
             rows.extend(_iter_group_rows(archive, manifest, sale_date, flower_gubn))
     return rows, origins
+
+
+class FlowerDaysFetch:
+    """One run's sale dates brought into the archive, in ascending order.
+
+    With ``reuse_archived``, every date whose four groups are completely archived is read from
+    the archive instead of fetched; with ``reuse_completed_since`` (a retry of a run: when the run
+    started), only those completed since then. :meth:`fetch` fetches and archives the other dates;
+    :attr:`days` holds every day known so far, reused or fetched.
+    """
+
+    def __init__(
+        self,
+        archive: RawArchive,
+        sale_dates: Sequence[date],
+        *,
+        reuse_archived: bool = False,
+        reuse_completed_since: datetime | None = None,
+    ):
+        self.archive = archive
+        self.sale_dates = sorted(sale_dates)
+        self.reused: dict[date, ArchivedFlowerDay] = {}
+        if reuse_archived or reuse_completed_since is not None:
+            since = None if reuse_archived else reuse_completed_since
+            self.reused = {
+                d: day
+                for d in self.sale_dates
+                if (day := archived_flower_day(archive, d, completed_since=since)) is not None
+            }
+        self.to_fetch = [d for d in self.sale_dates if d not in self.reused]
+        self.days: dict[date, ArchivedFlowerDay] = dict(self.reused)
+
+    def fetch(
+        self, open_client: Callable[[], AtFlowerClient], *, origin: str, concurrency: int = 1
+    ) -> Generator[ArchivedFlowerDay, None, None]:
+        """Fetch and archive :attr:`to_fetch` (see :func:`archive_flower_days`), yielding each
+        day once complete; the first error stops the fetch and propagates."""
+        fetched = archive_flower_days(open_client, self.archive, self.to_fetch, origin=origin, concurrency=concurrency)
+        with closing(fetched):
+            for day in fetched:
+                self.days[day.sale_date] = day
+                yield day
+
+    @property
+    def first_unfetched(self) -> date:
+        """The first date still to fetch (the one a failed fetch stopped at); the last date when none is left."""
+        unfetched = [d for d in self.to_fetch if d not in self.days]
+        return unfetched[0] if unfetched else self.sale_dates[-1]
+
+    def ordered_days(self) -> list[ArchivedFlowerDay]:
+        """Every date's day, ascending; once :meth:`fetch` has run to its end."""
+        return [self.days[d] for d in self.sale_dates]

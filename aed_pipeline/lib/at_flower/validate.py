@@ -1,19 +1,22 @@
 """A run's sale dates validated as a whole: the valid rows of each date, its rejected rows, and
 the verdict of the three blocking checks, per date.
 
-This is what ``flower_auction_validated`` computes, as one plain function: the rows of all the
-run's dates are typed and validated together (one pandera pass for a year is far cheaper than 365),
-then split by date, because every date is judged, quarantined and written on its own.
+This is what ``flower_auction_validated`` computes: :func:`validate_flower_days` as one plain
+function, where the rows of all the run's dates are typed and validated together (one pandera pass
+for a year is far cheaper than 365), then split by date, because every date is judged, quarantined
+and written on its own; :func:`validate_loaded_days` reads its input from the warehouse (refusing
+dates never loaded), and :func:`quarantine_rejected_rows` writes the rejected rows per date.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
 import pandas as pd
+from sqlalchemy.engine import Connection, Engine
 
 from aed_pipeline.lib.at_flower.checks import (
     GroupVolume,
@@ -22,17 +25,26 @@ from aed_pipeline.lib.at_flower.checks import (
     duplicate_keys,
     find_volume_anomalies,
     groups_failing_price_invariants,
+    volume_history_dates,
     volumes_by_date,
 )
+from aed_pipeline.lib.at_flower.fetch import archived_origin
 from aed_pipeline.lib.at_flower.records import ValidatedFlowerDay, plain_valid_rows, served_record, validate_flower_rows
+from aed_pipeline.lib.at_flower.tables import PUBLIC_TABLE, known_volumes, loaded_sale_dates, read_public_rows
+from aed_pipeline.lib.core.archive import RawArchive
+from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_FLOWER, replace_rejected_records
 
 __all__ = [
     "BLOCKING_CHECKS",
     "CHECK_DUPLICATE_KEYS",
     "CHECK_PRICE_INVARIANTS",
     "CHECK_VOLUME",
+    "DatesNeverLoaded",
     "FlowerDaysValidation",
+    "quarantine_rejected_rows",
+    "refuse_dates_never_loaded",
     "validate_flower_days",
+    "validate_loaded_days",
 ]
 
 #: The blocking checks by name (the Dagster asset checks carry the same names).
@@ -129,3 +141,80 @@ def validate_flower_days(
         not_judged=not_judged,
         failed_dates=failed_dates,
     )
+
+
+class DatesNeverLoaded(Exception):
+    """Sale dates of the run whose ``public_bidding_flowers`` slice no successful sync wrote."""
+
+    def __init__(self, dates: Sequence[date]):
+        self.dates = sorted(dates)
+        shown = ", ".join(d.isoformat() for d in self.dates[:10]) + (" …" if len(self.dates) > 10 else "")
+        super().__init__(
+            f"{PUBLIC_TABLE} was never loaded for {_date_span(self.dates)} ({shown}): materialise it "
+            "for these dates first (an empty slice would wipe them downstream)"
+        )
+
+
+def _date_span(dates: Sequence[date]) -> str:
+    # The same text as the runs' ``run_dates`` metadata.
+    if len(dates) == 1:
+        return dates[0].isoformat()
+    return f"{dates[0].isoformat()} … {dates[-1].isoformat()} ({len(dates)} dates)"
+
+
+def refuse_dates_never_loaded(conn: Connection, sale_dates: Sequence[date]) -> None:
+    """Raise :class:`DatesNeverLoaded` when a date of ``sale_dates`` (ascending) was never loaded:
+    its empty slice is not "no auction", and validating it would wipe the date downstream."""
+    never_loaded = set(sale_dates) - loaded_sale_dates(conn, sale_dates[0], sale_dates[-1])
+    if never_loaded:
+        raise DatesNeverLoaded(sorted(never_loaded))
+
+
+def validate_loaded_days(
+    engine: Engine,
+    archive: RawArchive,
+    sale_dates: Sequence[date],
+    *,
+    rule: VolumeRule,
+    today: date,
+    non_auction: Callable[[date], str | None],
+    price_check_min_rows: int = 3,
+) -> FlowerDaysValidation:
+    """:func:`validate_flower_days` over the served rows of ``sale_dates`` (ascending, one
+    contiguous range) and the volumes synced before them, each day's ``source`` read from the
+    archive's manifests. Raises :class:`DatesNeverLoaded` before reading any row."""
+    with engine.connect() as conn:
+        refuse_dates_never_loaded(conn, sale_dates)
+        raw = read_public_rows(conn, sale_dates[0], sale_dates[-1])
+        history = known_volumes(conn, *volume_history_dates(sale_dates, rule))
+    outcome = validate_flower_days(
+        raw,
+        sale_dates,
+        history=history,
+        rule=rule,
+        today=today,
+        non_auction=non_auction,
+        price_check_min_rows=price_check_min_rows,
+    )
+    # The derived tables report the origin (live, simulator) of the pages they were built from.
+    sources = {d: archived_origin(archive, d) or "unknown" for d in outcome.days}
+    return replace(outcome, days={d: replace(day, source=sources[d]) for d, day in outcome.days.items()})
+
+
+def quarantine_rejected_rows(
+    engine: Engine, outcome: FlowerDaysValidation, *, run_id: str | None
+) -> Iterator[ValidatedFlowerDay]:
+    """Replace each date's ``rejected_records`` with its rejected rows, yielding the date's
+    validated day once committed."""
+    with engine.connect() as conn:
+        for sale_date, day in outcome.days.items():
+            # Each date's quarantine is replaced in its own transaction: a re-run does not pile up.
+            with conn.begin():
+                replace_rejected_records(
+                    conn,
+                    source=SYNC_SOURCE_FLOWER,
+                    partition_key=sale_date.isoformat(),
+                    run_id=run_id,
+                    rejected=outcome.rejected[sale_date],
+                )
+            yield day

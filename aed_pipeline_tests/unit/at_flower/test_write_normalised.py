@@ -12,7 +12,8 @@ import sqlalchemy as sa
 
 from aed_pipeline.defs.shared.resources import WarehouseResource
 from aed_pipeline.lib.at_flower.records import plain_valid_rows, validate_flower_rows
-from aed_pipeline.lib.at_flower.write.normalised import known_volumes, top_by_quantity, write_bidding_day
+from aed_pipeline.lib.at_flower.tables import known_volumes, top_by_quantity
+from aed_pipeline.lib.at_flower.write.normalised import write_bidding_day
 from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_FLOWER, sync_run
 
 MONDAY = date(2026, 3, 9)

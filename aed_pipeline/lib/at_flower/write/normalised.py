@@ -9,6 +9,9 @@ One sale date is written in the caller's transaction, set-based, whatever its si
    changed prices (only when a value differs, so an unchanged re-run writes nothing), delete the
    keys the source no longer serves for that date.
 
+A run's dates go through :func:`write_bidding_days`: each in its own transaction with its
+``sync_runs`` row, none at all when one of them failed a blocking check.
+
 The sale date is the auction date (the old Go scheduler stamped the run time), the grade is kept
 (it used to be dropped), and no table is ever read whole into memory (it used to build maps of
 every type and flower).
@@ -16,29 +19,30 @@ every type and flower).
 
 from __future__ import annotations
 
-import heapq
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
-from aed_pipeline.lib.at_flower.checks import GroupVolume
+from aed_pipeline.lib.at_flower.records import ValidatedFlowerDay
+from aed_pipeline.lib.at_flower.tables import BIDDING_TABLE
 from aed_pipeline.lib.core import locks
-from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_FLOWER, synced_partitions
+from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_FLOWER, sync_run
 from aed_pipeline.lib.core.warehouse import copy_into
 
 __all__ = [
-    "TOP_COLUMNS",
+    "BIDDING_TABLE",
     "BiddingDayCounts",
-    "known_volumes",
-    "table_row_counts",
-    "top_by_quantity",
+    "BlockedDays",
+    "WrittenBiddingDay",
+    "refuse_blocked_days",
     "write_bidding_day",
+    "write_bidding_days",
 ]
 
-BIDDING_TABLE = "bidding_flowers"
 _STAGING = "flower_bidding_staging"
 _STAGING_COLUMNS = (
     "flower_gubn",
@@ -162,44 +166,67 @@ def write_bidding_day(conn: Connection, sale_date: date, rows: pd.DataFrame) -> 
     )
 
 
-TOP_COLUMNS = ("품목", "품종", "등급", "quantity", "avg_price", "total_amount")
+@dataclass(frozen=True)
+class WrittenBiddingDay:
+    """One validated sale date and what writing it changed."""
+
+    day: ValidatedFlowerDay
+    counts: BiddingDayCounts
 
 
-def top_by_quantity(rows: pd.DataFrame, limit: int = 10) -> list[tuple]:
-    """The ``limit`` largest rows of a day by quantity (ties by name), as
-    :data:`TOP_COLUMNS` tuples, for the materialisation's preview."""
-    _gubn, pum, good, grade, _min, avg, _max, total, quantity = _columns(rows)
-    return heapq.nsmallest(
-        limit,
-        zip(pum, good, grade, quantity, avg, total),
-        key=lambda row: (-row[3], row[0], row[1], row[2]),
-    )
+class BlockedDays(Exception):
+    """Sale dates whose validated rows failed a blocking check: none of the run's dates is written."""
+
+    def __init__(self, days: Sequence[ValidatedFlowerDay]):
+        self.days = list(days)
+        super().__init__(
+            "refusing to write sale dates whose validated rows failed a blocking check: "
+            + "; ".join(f"{day.sale_date.isoformat()} ({', '.join(day.blocking_failures)})" for day in self.days)
+            + ". Fix the source data or the check's configuration and re-materialise flower_auction_validated."
+        )
 
 
-def table_row_counts(conn: Connection) -> dict[str, int]:
-    """Rows in ``flower_types`` and ``flowers`` (both grow only)."""
-    return {
-        "flower_types": conn.execute(sa.text("SELECT count(*) FROM flower_types")).scalar_one(),
-        "flowers": conn.execute(sa.text("SELECT count(*) FROM flowers")).scalar_one(),
-    }
+def refuse_blocked_days(days: Sequence[ValidatedFlowerDay]) -> None:
+    """Raise :class:`BlockedDays` when any of ``days`` failed a blocking check."""
+    blocked = [day for day in days if not day.writable]
+    if blocked:
+        raise BlockedDays(blocked)
 
 
-def known_volumes(conn: Connection, first: date, last: date) -> dict[date, dict[int, GroupVolume]]:
-    """Volumes per group of the sale dates ``first`` … ``last`` whose ``bidding_flowers`` slice was
-    synced successfully (a synced date without rows in a group traded nothing in it).
+def write_bidding_days(
+    engine: Engine, days: Sequence[ValidatedFlowerDay], *, run_id: str | None
+) -> Iterator[WrittenBiddingDay]:
+    """Write each of ``days`` (in the given order) with :func:`write_bidding_day`, yielding each
+    date once it is committed.
 
-    A date never synced (or whose sync failed) is absent: it is unknown, not empty.
+    Refuses at once, before any write, when a date failed a blocking check (:class:`BlockedDays`).
+    Each date is one transaction with its ``sync_runs`` row, marked successful inside it: a failure
+    part-way marks that date's sync failed, keeps the dates already written and propagates.
     """
-    synced = synced_partitions(conn, source=SYNC_SOURCE_FLOWER, table_name=BIDDING_TABLE, first=first, last=last)
-    volumes: dict[date, dict[int, GroupVolume]] = {day: {} for day in synced}
-    totals = conn.execute(
-        sa.text(
-            f"SELECT sale_date, flower_gubn, count(*), coalesce(sum(quantity), 0) FROM {BIDDING_TABLE} "
-            "WHERE sale_date BETWEEN :first AND :last GROUP BY sale_date, flower_gubn"
-        ),
-        {"first": first, "last": last},
-    )
-    for sale_date, flower_gubn, rows, quantity in totals:
-        if sale_date in volumes:
-            volumes[sale_date][int(flower_gubn)] = GroupVolume(int(rows), int(quantity))
-    return volumes
+    refuse_blocked_days(days)
+    return _write_days(engine, days, run_id)
+
+
+def _write_days(engine: Engine, days: Sequence[ValidatedFlowerDay], run_id: str | None) -> Iterator[WrittenBiddingDay]:
+    with engine.connect() as conn:
+        for day in days:
+            with (
+                sync_run(
+                    engine,
+                    source=SYNC_SOURCE_FLOWER,
+                    table_name=BIDDING_TABLE,
+                    partition_key=day.sale_date.isoformat(),
+                    run_id=run_id,
+                ) as run,
+                conn.begin(),
+            ):
+                counts = write_bidding_day(conn, day.sale_date, day.rows)
+                run.counts.fetched = day.served
+                run.counts.rejected = day.rejected
+                run.counts.inserted = counts.inserted
+                run.counts.updated = counts.updated
+                run.counts.deleted = counts.deleted
+                run.counts.unchanged = counts.unchanged
+                run.mark_success(conn)
+            # Yielded after the commit, outside the sync's block: the caller's reporting is no part of it.
+            yield WrittenBiddingDay(day, counts)

@@ -7,49 +7,23 @@ run) and a reader sees either the old slice or the new one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-import pandas as pd
 import sqlalchemy as sa
-from psycopg import sql as psycopg_sql
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
-from aed_pipeline.lib.at_flower.fetch import PUBLIC_ROW_COLUMNS
+from aed_pipeline.lib.at_flower.fetch import PUBLIC_ROW_COLUMNS, archived_public_rows
+from aed_pipeline.lib.at_flower.tables import PUBLIC_TABLE
 from aed_pipeline.lib.core import locks
-from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_FLOWER, synced_partitions
+from aed_pipeline.lib.core.archive import RawArchive
+from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_FLOWER, sync_run
 from aed_pipeline.lib.core.warehouse import copy_into
 
-__all__ = ["PUBLIC_TABLE", "PublicSliceCounts", "loaded_sale_dates", "read_public_rows", "replace_public_slice"]
-
-PUBLIC_TABLE = "public_bidding_flowers"
-
-#: The columns the validation reads back: the request's date and group, the served text, the position.
-PUBLIC_FRAME_COLUMNS = (
-    "sale_date",
-    "flower_gubn",
-    "sale_date_raw",
-    "flower_gubn_raw",
-    "pum_name",
-    "good_name",
-    "lv_nm",
-    "max_amt",
-    "min_amt",
-    "avg_amt",
-    "tot_amt",
-    "tot_qty",
-    "page",
-    "row_in_page",
-)
-
-_READ_RANGE = psycopg_sql.SQL(
-    "SELECT {columns} FROM {table} WHERE sale_date BETWEEN %s AND %s ORDER BY sale_date, flower_gubn, page, row_in_page"
-).format(
-    columns=psycopg_sql.SQL(", ").join(psycopg_sql.Identifier(c) for c in PUBLIC_FRAME_COLUMNS),
-    table=psycopg_sql.Identifier(PUBLIC_TABLE),
-)
+__all__ = ["PUBLIC_TABLE", "PublicSliceCounts", "ServedDay", "replace_public_slice", "write_served_days"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +32,18 @@ class PublicSliceCounts:
 
     deleted: int
     inserted: int
+
+
+@dataclass(frozen=True)
+class ServedDay:
+    """One sale date's slice as written: its rows per group asked for, the rows it replaced, and
+    where the archived pages came from (``live``/``simulator``)."""
+
+    sale_date: date
+    rows_by_group: dict[int, int]
+    deleted: int
+    inserted: int
+    origins: frozenset[str]
 
 
 def replace_public_slice(conn: Connection, sale_date: date, rows: Sequence[Sequence[Any]]) -> PublicSliceCounts:
@@ -74,24 +60,37 @@ def replace_public_slice(conn: Connection, sale_date: date, rows: Sequence[Seque
     return PublicSliceCounts(deleted=deleted, inserted=inserted)
 
 
-def loaded_sale_dates(conn: Connection, first: date, last: date) -> set[date]:
-    """The sale dates ``first`` … ``last`` whose slice was written by a successful sync.
+def write_served_days(
+    engine: Engine, archive: RawArchive, sale_dates: Sequence[date], *, run_id: str | None
+) -> Iterator[ServedDay]:
+    """Replace the slice of each of ``sale_dates`` (in the given order) with its archived rows,
+    yielding each date once it is committed.
 
-    An empty slice is a fact only for such a date (a day without an auction); for any other it
-    means "never loaded", and deriving anything from it would wipe that date downstream.
+    Each date is one transaction with its ``sync_runs`` row, marked successful inside it: a
+    failure part-way (a date not completely archived, the database) marks that date's sync failed,
+    keeps the dates already written and propagates.
     """
-    return synced_partitions(conn, source=SYNC_SOURCE_FLOWER, table_name=PUBLIC_TABLE, first=first, last=last)
-
-
-def read_public_rows(conn: Connection, first: date, last: date) -> pd.DataFrame:
-    """The served rows of the sale dates ``first`` … ``last`` (ascending, in served order).
-
-    Every column is of ``object`` dtype: text stays text (None where the field was absent),
-    ``sale_date`` is a ``date``. Read through the psycopg cursor: a year is ~200k rows, and
-    SQLAlchemy's row objects would cost several times the query itself.
-    """
-    with conn.connection.driver_connection.cursor() as cursor:
-        cursor.execute(_READ_RANGE, (first, last))
-        rows = cursor.fetchall()
-    columns = list(zip(*rows)) if rows else [()] * len(PUBLIC_FRAME_COLUMNS)
-    return pd.DataFrame({name: pd.Series(values, dtype=object) for name, values in zip(PUBLIC_FRAME_COLUMNS, columns)})
+    with engine.connect() as conn:
+        for sale_date in sale_dates:
+            with sync_run(
+                engine,
+                source=SYNC_SOURCE_FLOWER,
+                table_name=PUBLIC_TABLE,
+                partition_key=sale_date.isoformat(),
+                run_id=run_id,
+            ) as run:
+                rows, origins = archived_public_rows(archive, sale_date)
+                with conn.begin():
+                    counts = replace_public_slice(conn, sale_date, rows)
+                    run.counts.fetched = len(rows)
+                    run.counts.inserted = counts.inserted
+                    run.counts.deleted = counts.deleted
+                    run.mark_success(conn)
+            # Yielded after the commit, outside the sync's block: the caller's reporting is no part of it.
+            yield ServedDay(
+                sale_date=sale_date,
+                rows_by_group=dict(Counter(row[1] for row in rows)),
+                deleted=counts.deleted,
+                inserted=counts.inserted,
+                origins=frozenset(origins),
+            )

@@ -1,0 +1,187 @@
+"""The flower tables: their names, their columns described, and what the assets read of them.
+
+Writing is in :mod:`aed_pipeline.lib.at_flower.write`; this module only reads (the served rows to
+validate, the dates synced so far, the volumes of earlier dates, row counts) and describes the
+columns as plain ``(name, type, description)`` tuples, which the Dagster definitions turn into
+column schemas.
+"""
+
+from __future__ import annotations
+
+import heapq
+from datetime import date
+
+import pandas as pd
+import sqlalchemy as sa
+from psycopg import sql as psycopg_sql
+from sqlalchemy.engine import Connection
+
+from aed_pipeline.lib.at_flower.checks import GroupVolume
+from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_FLOWER, synced_partitions
+
+__all__ = [
+    "BIDDING_FLOWERS_COLUMNS",
+    "BIDDING_TABLE",
+    "FLOWERS_COLUMNS",
+    "FLOWER_TYPES_COLUMNS",
+    "PUBLIC_BIDDING_FLOWERS_COLUMNS",
+    "PUBLIC_FRAME_COLUMNS",
+    "PUBLIC_TABLE",
+    "TOP_COLUMNS",
+    "Column",
+    "known_volumes",
+    "loaded_sale_dates",
+    "read_public_rows",
+    "table_row_counts",
+    "top_by_quantity",
+]
+
+PUBLIC_TABLE = "public_bidding_flowers"
+BIDDING_TABLE = "bidding_flowers"
+
+#: ``(name, type, description)`` of one column.
+Column = tuple[str, str, str]
+
+PUBLIC_BIDDING_FLOWERS_COLUMNS: tuple[Column, ...] = (
+    ("sale_date", "date", "the sale date asked for (the partition)"),
+    ("flower_gubn", "smallint", "the group asked for: 1 절화, 2 관엽, 3 난, 4 춘란"),
+    ("sale_date_raw", "text", "saleDate as served"),
+    ("flower_gubn_raw", "text", "flowerGubn as served"),
+    ("pum_name", "text", "pumName (품목) as served"),
+    ("good_name", "text", "goodName (품종) as served"),
+    ("lv_nm", "text", "lvNm (등급) as served"),
+    ("max_amt", "text", "maxAmt as served"),
+    ("min_amt", "text", "minAmt as served"),
+    ("avg_amt", "text", "avgAmt as served"),
+    ("tot_amt", "text", "totAmt as served"),
+    ("tot_qty", "text", "totQty as served"),
+    ("page", "integer", "response page"),
+    ("row_in_page", "integer", "position in the page"),
+    ("fetched_at", "timestamptz", "when the page was fetched"),
+    ("archive_ref", "text", "the archived page file"),
+)
+FLOWER_TYPES_COLUMNS: tuple[Column, ...] = (
+    ("id", "bigint", "identity"),
+    ("name", "text", "품목 (pumName), unique"),
+    ("flower_gubn", "smallint", "group it was first seen in"),
+    ("created_at", "timestamptz", ""),
+    ("updated_at", "timestamptz", ""),
+)
+FLOWERS_COLUMNS: tuple[Column, ...] = (
+    ("id", "bigint", "identity"),
+    ("flower_type_id", "bigint", "→ flower_types"),
+    ("name", "text", "품종 (goodName), unique per 품목"),
+    ("created_at", "timestamptz", ""),
+    ("updated_at", "timestamptz", ""),
+)
+BIDDING_FLOWERS_COLUMNS: tuple[Column, ...] = (
+    ("id", "bigint", "identity"),
+    ("sale_date", "date", "the auction date (not the run time)"),
+    ("flower_gubn", "smallint", "1 절화, 2 관엽, 3 난, 4 춘란"),
+    ("flower_id", "bigint", "→ flowers"),
+    ("grade", "text", "lvNm (등급)"),
+    ("min_price", "bigint", "minAmt, 원"),
+    ("avg_price", "bigint", "avgAmt, 원"),
+    ("max_price", "bigint", "maxAmt, 원"),
+    ("total_amount", "bigint", "totAmt, 원"),
+    ("quantity", "bigint", "totQty"),
+    ("created_at", "timestamptz", ""),
+    ("updated_at", "timestamptz", "last change of a price or quantity"),
+)
+
+# --------------------------------------------------------------------------- public_bidding_flowers
+
+#: The columns the validation reads back: the request's date and group, the served text, the position.
+PUBLIC_FRAME_COLUMNS = (
+    "sale_date",
+    "flower_gubn",
+    "sale_date_raw",
+    "flower_gubn_raw",
+    "pum_name",
+    "good_name",
+    "lv_nm",
+    "max_amt",
+    "min_amt",
+    "avg_amt",
+    "tot_amt",
+    "tot_qty",
+    "page",
+    "row_in_page",
+)
+
+_READ_RANGE = psycopg_sql.SQL(
+    "SELECT {columns} FROM {table} WHERE sale_date BETWEEN %s AND %s ORDER BY sale_date, flower_gubn, page, row_in_page"
+).format(
+    columns=psycopg_sql.SQL(", ").join(psycopg_sql.Identifier(c) for c in PUBLIC_FRAME_COLUMNS),
+    table=psycopg_sql.Identifier(PUBLIC_TABLE),
+)
+
+
+def loaded_sale_dates(conn: Connection, first: date, last: date) -> set[date]:
+    """The sale dates ``first`` … ``last`` whose slice was written by a successful sync.
+
+    An empty slice is a fact only for such a date (a day without an auction); for any other it
+    means "never loaded", and deriving anything from it would wipe that date downstream.
+    """
+    return synced_partitions(conn, source=SYNC_SOURCE_FLOWER, table_name=PUBLIC_TABLE, first=first, last=last)
+
+
+def read_public_rows(conn: Connection, first: date, last: date) -> pd.DataFrame:
+    """The served rows of the sale dates ``first`` … ``last`` (ascending, in served order).
+
+    Every column is of ``object`` dtype: text stays text (None where the field was absent),
+    ``sale_date`` is a ``date``. Read through the psycopg cursor: a year is ~200k rows, and
+    SQLAlchemy's row objects would cost several times the query itself.
+    """
+    driver_connection = conn.connection.driver_connection
+    assert driver_connection is not None  # an open Connection always holds its DBAPI connection
+    with driver_connection.cursor() as cursor:
+        cursor.execute(_READ_RANGE, (first, last))
+        rows = cursor.fetchall()
+    columns = list(zip(*rows)) if rows else [()] * len(PUBLIC_FRAME_COLUMNS)
+    return pd.DataFrame({name: pd.Series(values, dtype=object) for name, values in zip(PUBLIC_FRAME_COLUMNS, columns)})
+
+
+# --------------------------------------------------------------------------- normalised tables
+
+
+def known_volumes(conn: Connection, first: date, last: date) -> dict[date, dict[int, GroupVolume]]:
+    """Volumes per group of the sale dates ``first`` … ``last`` whose ``bidding_flowers`` slice was
+    synced successfully (a synced date without rows in a group traded nothing in it).
+
+    A date never synced (or whose sync failed) is absent: it is unknown, not empty.
+    """
+    synced = synced_partitions(conn, source=SYNC_SOURCE_FLOWER, table_name=BIDDING_TABLE, first=first, last=last)
+    volumes: dict[date, dict[int, GroupVolume]] = {day: {} for day in synced}
+    totals = conn.execute(
+        sa.text(
+            f"SELECT sale_date, flower_gubn, count(*), coalesce(sum(quantity), 0) FROM {BIDDING_TABLE} "
+            "WHERE sale_date BETWEEN :first AND :last GROUP BY sale_date, flower_gubn"
+        ),
+        {"first": first, "last": last},
+    )
+    for sale_date, flower_gubn, rows, quantity in totals:
+        if sale_date in volumes:
+            volumes[sale_date][int(flower_gubn)] = GroupVolume(int(rows), int(quantity))
+    return volumes
+
+
+def table_row_counts(conn: Connection) -> dict[str, int]:
+    """Rows in ``flower_types`` and ``flowers`` (both grow only)."""
+    return {
+        "flower_types": conn.execute(sa.text("SELECT count(*) FROM flower_types")).scalar_one(),
+        "flowers": conn.execute(sa.text("SELECT count(*) FROM flowers")).scalar_one(),
+    }
+
+
+TOP_COLUMNS = ("품목", "품종", "등급", "quantity", "avg_price", "total_amount")
+# The typed frame's column for each of TOP_COLUMNS.
+_TOP_FRAME_COLUMNS = ("pum_name", "good_name", "lv_nm", "tot_qty", "avg_amt", "tot_amt")
+
+
+def top_by_quantity(rows: pd.DataFrame, limit: int = 10) -> list[tuple]:
+    """The ``limit`` largest rows of a day by quantity (ties by name), as
+    :data:`TOP_COLUMNS` tuples, for the materialisation's preview."""
+    # Plain Python values, column by column (a row-wise pandas loop costs far more).
+    columns = [rows[column].tolist() for column in _TOP_FRAME_COLUMNS]
+    return heapq.nsmallest(limit, zip(*columns), key=lambda row: (-row[3], row[0], row[1], row[2]))
