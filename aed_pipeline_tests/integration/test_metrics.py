@@ -29,9 +29,11 @@ from aed_pipeline.defs.at_flower.resources import AtFlowerApiResource
 from aed_pipeline.defs.at_flower.tables import flower_tables
 from aed_pipeline.defs.shared.io import PartitionedPickleIOManager
 from aed_pipeline.defs.shared.resources import RawArchiveResource, WarehouseResource
+from aed_pipeline.lib.at_flower.source import AT_FLOWER
 from aed_pipeline.lib.core.kst import kst_date, kst_midnight
-from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_EGEN, SYNC_SOURCE_FLOWER, sync_run
+from aed_pipeline.lib.core.sync_log import sync_run
 from aed_pipeline.lib.core.warehouse import warehouse_engine
+from aed_pipeline.lib.egen_aed.source import EGEN_AED
 from aed_pipeline.lib.egen_aed.write.types import MissingDevicesGuardTripped
 from aed_pipeline.lib.ops.metrics import DURATION_BUCKETS, RECORD_STATUSES, MetricsServer
 from aed_pipeline_tests.support.aed_support import failure_messages, start_harness
@@ -96,7 +98,7 @@ def synced_url(embedded_pg, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         pytest.raises(MissingDevicesGuardTripped),
         sync_run(
             warehouse_engine(url),
-            source=SYNC_SOURCE_EGEN,
+            source=EGEN_AED.name,
             table_name="aed_data",
             partition_key=(AED_DAY + timedelta(days=2)).isoformat(),
             run_id="failed-run",
@@ -156,7 +158,7 @@ def test_runs_and_records_equal_the_sums_of_sync_runs(scraped, synced_engine) ->
         ("at_flower", "bidding_flowers", "success"),
     }
     for source, table, status, runs in expected_runs:
-        if source == SYNC_SOURCE_EGEN:
+        if source == EGEN_AED.name:
             assert value(scraped, "edgen_sync_runs_total", status=status) == runs
         else:
             assert value(scraped, "flower_sync_runs_total", table=table, status=status) == runs
@@ -224,10 +226,10 @@ def test_duration_histogram_places_every_finished_sync_in_its_buckets(scraped, s
         synced_engine,
         "SELECT source, table_name, status, extract(epoch FROM finished_at - started_at)::float8 FROM sync_runs",
     )
-    for source, prefix in ((SYNC_SOURCE_EGEN, "edgen_sync"), (SYNC_SOURCE_FLOWER, "flower_sync")):
+    for source, prefix in ((EGEN_AED.name, "edgen_sync"), (AT_FLOWER.name, "flower_sync")):
         for table, status in {(t, st) for s, t, st, _ in durations if s == source}:
             seconds = [d for s, t, st, d in durations if (s, t, st) == (source, table, status)]
-            labels = {"status": status} | (flower_table(table) if source == SYNC_SOURCE_FLOWER else {})
+            labels = {"status": status} | (flower_table(table) if source == AT_FLOWER.name else {})
             name = f"{prefix}_duration_seconds"
             assert value(scraped, f"{name}_count", **labels) == len(seconds)
             assert value(scraped, f"{name}_sum", **labels) == pytest.approx(sum(seconds))

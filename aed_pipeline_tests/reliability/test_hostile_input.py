@@ -45,7 +45,7 @@ from aed_pipeline.lib.core.errors import (
     SourceResponseInvalid,
     SourceUnavailable,
 )
-from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_EGEN, replace_rejected_records
+from aed_pipeline.lib.core.sync_log import replace_rejected_records
 from aed_pipeline.lib.core.warehouse import warehouse_engine
 from aed_pipeline.lib.egen_aed.checks import IntegrityThresholds
 from aed_pipeline.lib.egen_aed.client import OPERATION_FULL_DOWN, ParsedEgenPage, parse_egen_response
@@ -58,6 +58,7 @@ from aed_pipeline.lib.egen_aed.records import (
     TIME_COLUMNS,
     validate_records,
 )
+from aed_pipeline.lib.egen_aed.source import EGEN_AED
 from aed_pipeline.lib.egen_aed.tables import health_center_lookup
 from aed_pipeline.lib.egen_aed.validate import validate_archived_snapshot
 from aed_pipeline.lib.egen_aed.write.apply import apply_snapshot
@@ -642,7 +643,7 @@ def test_hostile_text_lands_as_text_and_unstorable_text_never_crashes_a_copy(
     with engine.begin() as conn:
         replace_rejected_records(
             conn,
-            source=SYNC_SOURCE_EGEN,
+            source=EGEN_AED.name,
             partition_key=SIM_DAY.isoformat(),
             run_id="hostile",
             rejected=validation.rejected,

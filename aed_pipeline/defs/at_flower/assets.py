@@ -23,7 +23,6 @@ from aed_pipeline.defs.shared.metadata import (
     add_run_summary,
     bounded,
     column_schema,
-    date_span,
     joined_sources,
     log_date,
     markdown_table,
@@ -35,6 +34,7 @@ from aed_pipeline.lib.at_flower.checks import VolumeRule
 from aed_pipeline.lib.at_flower.client import FLOWER_GUBN_NAMES
 from aed_pipeline.lib.at_flower.fetch import FLOWER_ARCHIVE_SOURCE, ArchivedFlowerDay, FlowerDaysFetch
 from aed_pipeline.lib.at_flower.records import VALID_COLUMNS, FlowerAuctionRows, ValidatedFlowerDay
+from aed_pipeline.lib.at_flower.source import AT_FLOWER
 from aed_pipeline.lib.at_flower.tables import PUBLIC_BIDDING_FLOWERS_COLUMNS, PUBLIC_TABLE
 from aed_pipeline.lib.at_flower.validate import (
     BLOCKING_CHECKS,
@@ -49,8 +49,8 @@ from aed_pipeline.lib.at_flower.validate import (
 from aed_pipeline.lib.at_flower.write.served import ServedDay, write_served_days
 from aed_pipeline.lib.core.archive import RawArchive
 from aed_pipeline.lib.core.errors import SourceError
-from aed_pipeline.lib.core.kst import kst_date
-from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_FLOWER, record_failed_sync
+from aed_pipeline.lib.core.kst import date_span, kst_date
+from aed_pipeline.lib.core.sync_log import record_failed_sync
 
 # --------------------------------------------------------------------------- raw pages
 
@@ -78,7 +78,7 @@ class FlowerRawConfig(StepRetryConfig):
 @dg.asset(
     partitions_def=flower_daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    group_name="flowers",
+    group_name=AT_FLOWER.group,
     kinds={"api"},
     owners=OWNERS,
     pool="at_flower_api",
@@ -119,7 +119,7 @@ def flower_auction_raw(
             # The sync log names the first date the run could not fetch.
             record_failure=lambda failure: record_failed_sync(
                 warehouse.engine(),
-                source=SYNC_SOURCE_FLOWER,
+                source=AT_FLOWER.name,
                 table_name=PUBLIC_TABLE,
                 partition_key=fetch.first_unfetched.isoformat(),
                 run_id=context.run_id,
@@ -222,7 +222,7 @@ def _report_archive_run(
     deps=[flower_auction_raw],
     partitions_def=flower_daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    group_name="flowers",
+    group_name=AT_FLOWER.group,
     kinds={"postgres"},
     owners=OWNERS,
     metadata={
@@ -344,7 +344,7 @@ class FlowerValidationConfig(dg.Config):
     deps=[public_bidding_flowers],
     partitions_def=flower_daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    group_name="flowers",
+    group_name=AT_FLOWER.group,
     kinds={"pandas", "pandera"},
     owners=OWNERS,
     metadata={"dagster/column_schema": VALIDATED_FRAME_SCHEMA},

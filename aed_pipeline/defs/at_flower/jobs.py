@@ -11,15 +11,16 @@ from aed_pipeline.defs.shared.partitions import (
     PARTITION_RANGE_END_TAG,
     PARTITION_RANGE_START_TAG,
 )
+from aed_pipeline.lib.at_flower.source import AT_FLOWER
 
-FLOWER_SYNC_JOB_NAME = "flower_sync"
+FLOWER_SYNC_JOB_NAME = AT_FLOWER.job
 #: Settlements are corrected after the auction day: the daily run re-fetches this many earlier dates.
 SETTLEMENT_CORRECTION_DAYS = 3
 
 # In-process: the chain is strictly sequential, and a process per step costs seconds (DESIGN §9).
 flower_sync_job = dg.define_asset_job(
     FLOWER_SYNC_JOB_NAME,
-    selection=dg.AssetSelection.groups("flowers"),
+    selection=dg.AssetSelection.groups(AT_FLOWER.group),
     partitions_def=flower_daily_partitions,
     executor_def=dg.in_process_executor,
     tags={MAX_RUNTIME_TAG: str(MAX_RUNTIME_SECONDS)},

@@ -13,7 +13,6 @@ from aed_pipeline.defs.shared.metadata import (
     add_run_summary,
     bounded,
     column_schema,
-    date_span,
     joined_sources,
     log_date,
     markdown_table,
@@ -32,6 +31,7 @@ from aed_pipeline.lib.at_flower.tables import (
     top_by_quantity,
 )
 from aed_pipeline.lib.at_flower.write.normalised import BlockedDays, WrittenBiddingDay, write_bidding_days
+from aed_pipeline.lib.core.kst import date_span
 
 VALIDATED = dg.AssetKey("flower_auction_validated")
 
@@ -48,7 +48,7 @@ def _table_spec(
         freshness_policy=freshness_policy,
         description=description,
         deps=deps,
-        group_name="flowers",
+        group_name=AT_FLOWER.group,
         kinds={"postgres"},
         owners=OWNERS,
         metadata={"dagster/table_name": f"public.{name}", "dagster/column_schema": column_schema(columns)},

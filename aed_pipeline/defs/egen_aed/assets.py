@@ -27,7 +27,7 @@ from aed_pipeline.defs.shared.freshness import freshness_policy
 from aed_pipeline.defs.shared.partitions import MAX_RUNTIME_SECONDS, MAX_RUNTIME_TAG
 from aed_pipeline.defs.shared.resources import RawArchiveResource, WarehouseResource
 from aed_pipeline.lib.core.errors import SourceError
-from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_EGEN, record_failed_sync, replace_rejected_records
+from aed_pipeline.lib.core.sync_log import record_failed_sync, replace_rejected_records
 from aed_pipeline.lib.egen_aed.checks import IntegrityThresholds
 from aed_pipeline.lib.egen_aed.fetch import SnapshotUnavailable, fetch_snapshot, snapshot_summary
 from aed_pipeline.lib.egen_aed.source import EGEN_AED
@@ -140,7 +140,7 @@ def aed_raw_snapshot(
             config,
             record_failure=lambda error: record_failed_sync(
                 warehouse.engine(),
-                source=SYNC_SOURCE_EGEN,
+                source=EGEN_AED.name,
                 table_name="aed_data",
                 partition_key=partition.isoformat(),
                 run_id=context.run_id,
@@ -210,7 +210,7 @@ def aed_validated(
     with engine.begin() as conn:
         replace_rejected_records(
             conn,
-            source=SYNC_SOURCE_EGEN,
+            source=EGEN_AED.name,
             partition_key=partition.isoformat(),
             run_id=context.run_id,
             rejected=validation.rejected,

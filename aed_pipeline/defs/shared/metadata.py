@@ -47,14 +47,6 @@ def add_run_summary(
     context.add_asset_metadata(dict(summary), partition_key=dates[-1].isoformat(), **extra)
 
 
-def date_span(dates: Sequence[date]) -> str:
-    if not dates:
-        return "no dates"
-    if len(dates) == 1:
-        return dates[0].isoformat()
-    return f"{dates[0].isoformat()} … {dates[-1].isoformat()} ({len(dates)} dates)"
-
-
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     def cell(value: Any) -> str:
         return str(value).replace("|", "\\|").replace("\n", " ")

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+from aed_pipeline.lib.at_flower import SOURCE_NAME
 from aed_pipeline.lib.at_flower.client import FLOWER_GUBN_NAMES, AtFlowerClient, f001_operation, parse_flower_response
 from aed_pipeline.lib.core.archive import ArchiveError, PageSetManifest, RawArchive, utc_now_iso
 
@@ -39,7 +40,7 @@ __all__ = [
 ]
 
 #: The archive's folder for this source (``{root}/at_flower/{sale date}/gubn-{n}/``).
-FLOWER_ARCHIVE_SOURCE = "at_flower"
+FLOWER_ARCHIVE_SOURCE = SOURCE_NAME
 
 #: API field → column of ``public_bidding_flowers``, in the table's order.
 API_FIELD_COLUMNS = (

@@ -4,30 +4,14 @@ from __future__ import annotations
 
 from datetime import time
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection
-
+from aed_pipeline.lib.at_flower import SOURCE_NAME
 from aed_pipeline.lib.at_flower.calendar import non_auction_reason
-from aed_pipeline.lib.at_flower.write.normalised import BIDDING_TABLE
-from aed_pipeline.lib.at_flower.write.served import PUBLIC_TABLE
+from aed_pipeline.lib.at_flower.tables import BIDDING_TABLE, PUBLIC_TABLE, warehouse_gauges
 from aed_pipeline.lib.core.settings import FLOWER_DEADLINE_ENV
-from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_FLOWER
-from aed_pipeline.lib.ops.source import Gauge, Source
-
-FLOWER_TABLES = ("public_bidding_flowers", "flower_types", "flowers", "bidding_flowers")
-_FLOWER_ROWS = sa.text(" UNION ALL ".join(f"SELECT '{table}', count(*) FROM {table}" for table in FLOWER_TABLES))
-
-
-def warehouse_gauges(conn: Connection) -> list[Gauge]:
-    """``flower_rows{table}``: rows in each flower table."""
-    rows: dict[tuple[str, ...], float] = {
-        (table,): float(count) for table, count in conn.execute(_FLOWER_ROWS).tuples()
-    }
-    return [Gauge("flower_rows", "rows in each flower table", rows, labels=("table",))]
-
+from aed_pipeline.lib.ops.source import Source
 
 AT_FLOWER = Source(
-    name=SYNC_SOURCE_FLOWER,
+    name=SOURCE_NAME,
     title="aT flower auction results",
     group="flowers",
     job="flower_sync",

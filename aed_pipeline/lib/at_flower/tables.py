@@ -16,8 +16,10 @@ import sqlalchemy as sa
 from psycopg import sql as psycopg_sql
 from sqlalchemy.engine import Connection
 
+from aed_pipeline.lib.at_flower import SOURCE_NAME
 from aed_pipeline.lib.at_flower.checks import GroupVolume
-from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_FLOWER, synced_partitions
+from aed_pipeline.lib.core.sync_log import synced_partitions
+from aed_pipeline.lib.ops.source import Gauge
 
 __all__ = [
     "BIDDING_FLOWERS_COLUMNS",
@@ -123,7 +125,7 @@ def loaded_sale_dates(conn: Connection, first: date, last: date) -> set[date]:
     An empty slice is a fact only for such a date (a day without an auction); for any other it
     means "never loaded", and deriving anything from it would wipe that date downstream.
     """
-    return synced_partitions(conn, source=SYNC_SOURCE_FLOWER, table_name=PUBLIC_TABLE, first=first, last=last)
+    return synced_partitions(conn, source=SOURCE_NAME, table_name=PUBLIC_TABLE, first=first, last=last)
 
 
 def read_public_rows(conn: Connection, first: date, last: date) -> pd.DataFrame:
@@ -151,7 +153,7 @@ def known_volumes(conn: Connection, first: date, last: date) -> dict[date, dict[
 
     A date never synced (or whose sync failed) is absent: it is unknown, not empty.
     """
-    synced = synced_partitions(conn, source=SYNC_SOURCE_FLOWER, table_name=BIDDING_TABLE, first=first, last=last)
+    synced = synced_partitions(conn, source=SOURCE_NAME, table_name=BIDDING_TABLE, first=first, last=last)
     volumes: dict[date, dict[int, GroupVolume]] = {day: {} for day in synced}
     totals = conn.execute(
         sa.text(
@@ -185,3 +187,15 @@ def top_by_quantity(rows: pd.DataFrame, limit: int = 10) -> list[tuple]:
     # Plain Python values, column by column (a row-wise pandas loop costs far more).
     columns = [rows[column].tolist() for column in _TOP_FRAME_COLUMNS]
     return heapq.nsmallest(limit, zip(*columns), key=lambda row: (-row[3], row[0], row[1], row[2]))
+
+
+FLOWER_TABLES = (PUBLIC_TABLE, "flower_types", "flowers", BIDDING_TABLE)
+_FLOWER_ROWS = sa.text(" UNION ALL ".join(f"SELECT '{table}', count(*) FROM {table}" for table in FLOWER_TABLES))
+
+
+def warehouse_gauges(conn: Connection) -> list[Gauge]:
+    """``flower_rows{table}``: rows in each flower table."""
+    rows: dict[tuple[str, ...], float] = {
+        (table,): float(count) for table, count in conn.execute(_FLOWER_ROWS).tuples()
+    }
+    return [Gauge("flower_rows", "rows in each flower table", rows, labels=("table",))]

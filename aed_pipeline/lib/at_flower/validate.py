@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy.engine import Connection, Engine
 
+from aed_pipeline.lib.at_flower import SOURCE_NAME
 from aed_pipeline.lib.at_flower.checks import (
     GroupVolume,
     VolumeAnomaly,
@@ -32,7 +33,8 @@ from aed_pipeline.lib.at_flower.fetch import archived_origin
 from aed_pipeline.lib.at_flower.records import ValidatedFlowerDay, plain_valid_rows, served_record, validate_flower_rows
 from aed_pipeline.lib.at_flower.tables import PUBLIC_TABLE, known_volumes, loaded_sale_dates, read_public_rows
 from aed_pipeline.lib.core.archive import RawArchive
-from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_FLOWER, replace_rejected_records
+from aed_pipeline.lib.core.kst import date_span
+from aed_pipeline.lib.core.sync_log import replace_rejected_records
 
 __all__ = [
     "BLOCKING_CHECKS",
@@ -150,16 +152,9 @@ class DatesNeverLoaded(Exception):
         self.dates = sorted(dates)
         shown = ", ".join(d.isoformat() for d in self.dates[:10]) + (" …" if len(self.dates) > 10 else "")
         super().__init__(
-            f"{PUBLIC_TABLE} was never loaded for {_date_span(self.dates)} ({shown}): materialise it "
+            f"{PUBLIC_TABLE} was never loaded for {date_span(self.dates)} ({shown}): materialise it "
             "for these dates first (an empty slice would wipe them downstream)"
         )
-
-
-def _date_span(dates: Sequence[date]) -> str:
-    # The same text as the runs' ``run_dates`` metadata.
-    if len(dates) == 1:
-        return dates[0].isoformat()
-    return f"{dates[0].isoformat()} … {dates[-1].isoformat()} ({len(dates)} dates)"
 
 
 def refuse_dates_never_loaded(conn: Connection, sale_dates: Sequence[date]) -> None:
@@ -212,7 +207,7 @@ def quarantine_rejected_rows(
             with conn.begin():
                 replace_rejected_records(
                     conn,
-                    source=SYNC_SOURCE_FLOWER,
+                    source=SOURCE_NAME,
                     partition_key=sale_date.isoformat(),
                     run_id=run_id,
                     rejected=outcome.rejected[sale_date],

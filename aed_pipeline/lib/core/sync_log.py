@@ -27,10 +27,6 @@ from sqlalchemy.engine import Connection, Engine
 from aed_pipeline.lib.core import locks
 from aed_pipeline.lib.core.warehouse import copy_into
 
-# The ``source`` column of sync_runs and rejected_records.
-SYNC_SOURCE_EGEN = "egen_aed"
-SYNC_SOURCE_FLOWER = "at_flower"
-
 SYNC_RUN_LOCK_CLASS = locks.SYNC_RUN.id
 ABANDONED_ERROR_TYPE = "Abandoned"
 # The lock's second key: the row's id, folded into the lock function's integer range.

@@ -20,11 +20,12 @@ from typing import Protocol
 
 from aed_pipeline.lib.core.archive import PageSetManifest, RawArchive, utc_now_iso
 from aed_pipeline.lib.core.kst import kst_date
+from aed_pipeline.lib.egen_aed import SOURCE_NAME
 from aed_pipeline.lib.egen_aed.client import OPERATION_FULL_DOWN, EgenPage, page_count
 
 logger = logging.getLogger(__name__)
 
-ARCHIVE_SOURCE = "egen_aed"
+ARCHIVE_SOURCE = SOURCE_NAME  # the archive's folder of this source
 PAGE_SET = "snapshot"
 
 

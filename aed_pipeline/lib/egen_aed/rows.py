@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 
 from aed_pipeline.lib.core import settings
 from aed_pipeline.lib.core.files import AtomicFile
+from aed_pipeline.lib.egen_aed import SOURCE_NAME
 from aed_pipeline.lib.egen_aed.records import DEVICE_COLUMNS, SUNDAY_WEEK_COLUMNS
 
 _FLOAT_COLUMNS = ("latitude", "longitude")
@@ -49,7 +50,7 @@ _CSV_OPTIONS = pa_csv.WriteOptions(include_header=False, quoting_style="needed")
 
 def validated_rows_path(partition: str, key: str) -> Path:
     """Where the validated rows of a partition live (under AED_PIPELINE_HOME), for one validation key."""
-    return settings.pipeline_home() / "validated" / "egen_aed" / f"{partition}-{key[:16]}.parquet"
+    return settings.pipeline_home() / "validated" / SOURCE_NAME / f"{partition}-{key[:16]}.parquet"
 
 
 class DeviceRowsWriter:

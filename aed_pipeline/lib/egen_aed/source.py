@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import time
 
-from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_EGEN
+from aed_pipeline.lib.egen_aed import SOURCE_NAME
 from aed_pipeline.lib.egen_aed.tables import warehouse_gauges
 from aed_pipeline.lib.ops.source import Source
 
 EGEN_AED = Source(
-    name=SYNC_SOURCE_EGEN,
+    name=SOURCE_NAME,
     title="e-gen AED registry",
     group="aed",
     job="aed_sync",

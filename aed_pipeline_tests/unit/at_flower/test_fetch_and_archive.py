@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from aed_pipeline.defs.shared.resources import WarehouseResource
 from aed_pipeline.lib.at_flower.client import AtFlowerClient
 from aed_pipeline.lib.at_flower.fetch import (
     FLOWER_ARCHIVE_SOURCE,
@@ -20,8 +19,10 @@ from aed_pipeline.lib.at_flower.fetch import (
     archived_public_rows,
     page_set_name,
 )
-from aed_pipeline.lib.at_flower.write.served import read_public_rows, replace_public_slice
+from aed_pipeline.lib.at_flower.tables import read_public_rows
+from aed_pipeline.lib.at_flower.write.served import replace_public_slice
 from aed_pipeline.lib.core.archive import ArchiveError, RawArchive
+from aed_pipeline.lib.core.warehouse import warehouse_engine
 from aed_pipeline.simulator import Simulator, SimulatorServer
 
 KEY = "MARKERAT0123456789ABCDEF01234567"
@@ -37,7 +38,7 @@ def server() -> Iterator[SimulatorServer]:
 
 @pytest.fixture
 def engine(fresh_database_url: str) -> sa.Engine:
-    return WarehouseResource(database_url=fresh_database_url).engine()
+    return warehouse_engine(fresh_database_url)
 
 
 def client(server: SimulatorServer) -> AtFlowerClient:

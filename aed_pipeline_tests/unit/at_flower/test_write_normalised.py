@@ -10,18 +10,19 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from aed_pipeline.defs.shared.resources import WarehouseResource
 from aed_pipeline.lib.at_flower.records import plain_valid_rows, validate_flower_rows
+from aed_pipeline.lib.at_flower.source import AT_FLOWER
 from aed_pipeline.lib.at_flower.tables import known_volumes, top_by_quantity
 from aed_pipeline.lib.at_flower.write.normalised import write_bidding_day
-from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_FLOWER, sync_run
+from aed_pipeline.lib.core.sync_log import sync_run
+from aed_pipeline.lib.core.warehouse import warehouse_engine
 
 MONDAY = date(2026, 3, 9)
 
 
 @pytest.fixture
 def engine(fresh_database_url: str) -> sa.Engine:
-    return WarehouseResource(database_url=fresh_database_url).engine()
+    return warehouse_engine(fresh_database_url)
 
 
 def served_rows(*rows: tuple) -> pd.DataFrame:
@@ -144,7 +145,7 @@ def test_the_volume_history_holds_only_dates_whose_sync_succeeded(engine) -> Non
         with (
             sync_run(
                 engine,
-                source=SYNC_SOURCE_FLOWER,
+                source=AT_FLOWER.name,
                 table_name="bidding_flowers",
                 partition_key=sale_date.isoformat(),
                 run_id="test",

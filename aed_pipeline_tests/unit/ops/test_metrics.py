@@ -6,7 +6,8 @@ from __future__ import annotations
 import logging
 from datetime import date
 
-from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_FLOWER, sync_run
+from aed_pipeline.lib.at_flower.source import AT_FLOWER
+from aed_pipeline.lib.core.sync_log import sync_run
 from aed_pipeline.lib.core.warehouse import create_warehouse_engine, warehouse_engine
 from aed_pipeline.lib.ops.metrics import MetricsServer, kst_midnight
 from aed_pipeline_tests.support.metrics_support import flower_table, scrape, series, value
@@ -25,13 +26,13 @@ def test_each_scrape_reads_the_table_anew(fresh_database_url) -> None:
         assert series(empty, "edgen_aed_newest_snapshot_timestamp") == {}
 
         with sync_run(
-            engine, source=SYNC_SOURCE_FLOWER, table_name="bidding_flowers", partition_key="2026-03-09", run_id="r1"
+            engine, source=AT_FLOWER.name, table_name="bidding_flowers", partition_key="2026-03-09", run_id="r1"
         ) as run:
             run.counts.fetched = run.counts.inserted = 7
             with engine.begin() as conn:
                 run.mark_success(conn)
         with sync_run(
-            engine, source=SYNC_SOURCE_FLOWER, table_name="bidding_flowers", partition_key="2026-03-10", run_id="r2"
+            engine, source=AT_FLOWER.name, table_name="bidding_flowers", partition_key="2026-03-10", run_id="r2"
         ) as run:
             assert value(scrape(server.url), "flower_sync_running", table="bidding_flowers") == 1
             run.counts.fetched, run.counts.unchanged = 7, 7

@@ -27,10 +27,11 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from aed_pipeline.lib.at_flower import SOURCE_NAME
 from aed_pipeline.lib.at_flower.records import ValidatedFlowerDay
 from aed_pipeline.lib.at_flower.tables import BIDDING_TABLE
 from aed_pipeline.lib.core import locks
-from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_FLOWER, sync_run
+from aed_pipeline.lib.core.sync_log import sync_run
 from aed_pipeline.lib.core.warehouse import copy_into
 
 __all__ = [
@@ -213,7 +214,7 @@ def _write_days(engine: Engine, days: Sequence[ValidatedFlowerDay], run_id: str 
             with (
                 sync_run(
                     engine,
-                    source=SYNC_SOURCE_FLOWER,
+                    source=SOURCE_NAME,
                     table_name=BIDDING_TABLE,
                     partition_key=day.sale_date.isoformat(),
                     run_id=run_id,

@@ -16,11 +16,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from aed_pipeline.lib.at_flower import SOURCE_NAME
 from aed_pipeline.lib.at_flower.fetch import PUBLIC_ROW_COLUMNS, archived_public_rows
 from aed_pipeline.lib.at_flower.tables import PUBLIC_TABLE
 from aed_pipeline.lib.core import locks
 from aed_pipeline.lib.core.archive import RawArchive
-from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_FLOWER, sync_run
+from aed_pipeline.lib.core.sync_log import sync_run
 from aed_pipeline.lib.core.warehouse import copy_into
 
 __all__ = ["PUBLIC_TABLE", "PublicSliceCounts", "ServedDay", "replace_public_slice", "write_served_days"]
@@ -74,7 +75,7 @@ def write_served_days(
         for sale_date in sale_dates:
             with sync_run(
                 engine,
-                source=SYNC_SOURCE_FLOWER,
+                source=SOURCE_NAME,
                 table_name=PUBLIC_TABLE,
                 partition_key=sale_date.isoformat(),
                 run_id=run_id,

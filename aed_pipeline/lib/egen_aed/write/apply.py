@@ -32,8 +32,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from aed_pipeline.lib.core import locks
-from aed_pipeline.lib.core.sync_log import SYNC_SOURCE_EGEN, sync_run
+from aed_pipeline.lib.core.sync_log import sync_run
 from aed_pipeline.lib.core.warehouse import CsvChunks, copy_into
+from aed_pipeline.lib.egen_aed import SOURCE_NAME
 from aed_pipeline.lib.egen_aed.records import DEVICE_COLUMNS
 from aed_pipeline.lib.egen_aed.rows import csv_chunks
 from aed_pipeline.lib.egen_aed.validate import ValidatedAedSnapshot
@@ -76,7 +77,7 @@ def apply_snapshot(
     """
     partition = snapshot.partition_date
     with sync_run(
-        engine, source=SYNC_SOURCE_EGEN, table_name="aed_data", partition_key=partition.isoformat(), run_id=run_id
+        engine, source=SOURCE_NAME, table_name="aed_data", partition_key=partition.isoformat(), run_id=run_id
     ) as run:
         if snapshot.blocking_failures:  # logged as a failed sync, so the refusal shows in the metrics
             raise SnapshotRejected(
