@@ -24,41 +24,22 @@ from aed_pipeline.lib.core.errors import (
 )
 from aed_pipeline.lib.core.http import HttpOptions, RetryPolicy
 from aed_pipeline.simulator import Simulator, SimulatorServer
+from aed_pipeline_tests.support.client_support import (
+    AT_KEY,
+    EGEN_KEY,
+    FAST_HTTP,
+    FAST_RETRIES,
+    MONDAY,
+    clean_simulator,
+    requests_to,
+    server,
+    sim,
+)
 from aed_pipeline_tests.support.helpers import assert_no_key
 
-# The simulator registers an e-gen key too, as for the e-gen client's tests.
-EGEN_KEY = "MARKERkey+abc/def=="
-AT_KEY = "MARKERAT0123456789ABCDEF01234567"
-MONDAY = date(2026, 11, 23)
 SUNDAY = date(2026, 11, 22)
 # Auction results settle after the day: two days later the simulator serves the final rows.
 SETTLED = date(2026, 11, 25)
-FAST_RETRIES = RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05)
-FAST_HTTP = HttpOptions(retry=FAST_RETRIES)
-
-
-@pytest.fixture(scope="module")
-def sim() -> Simulator:
-    return Simulator(seed=7, today=MONDAY, aed_count=3000, egen_service_keys={EGEN_KEY}, at_service_keys={AT_KEY})
-
-
-@pytest.fixture(scope="module")
-def server(sim: Simulator) -> Iterator[SimulatorServer]:
-    with SimulatorServer(sim) as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def clean_simulator(sim: Simulator) -> Iterator[None]:
-    sim.reset_faults()
-    sim.reset_counters()
-    sim.today = MONDAY
-    yield
-    sim.reset_faults()
-
-
-def requests_to(sim: Simulator, api: str) -> int:
-    return sum(1 for entry in sim.request_log if entry.api == api)
 
 
 def at(server: SimulatorServer, key: str = AT_KEY, http: HttpOptions = FAST_HTTP, **options) -> AtFlowerClient:

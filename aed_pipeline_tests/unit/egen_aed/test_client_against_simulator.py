@@ -27,44 +27,25 @@ from aed_pipeline.lib.core.errors import (
 from aed_pipeline.lib.core.http import HttpOptions, RetryPolicy
 from aed_pipeline.lib.egen_aed.client import EgenClient
 from aed_pipeline.simulator import Simulator, SimulatorServer
+from aed_pipeline_tests.support.client_support import (
+    AT_KEY,
+    EGEN_KEY,
+    FAST_HTTP,
+    FAST_RETRIES,
+    MONDAY,
+    clean_simulator,
+    requests_to,
+    server,
+    sim,
+)
 from aed_pipeline_tests.support.helpers import assert_no_key
 
-# A decoded data.go.kr-style key with the characters that make encoding matter.
-EGEN_KEY = "MARKERkey+abc/def=="
 EGEN_KEY_ENCODED = quote(EGEN_KEY, safe="")
-AT_KEY = "MARKERAT0123456789ABCDEF01234567"
-MONDAY = date(2026, 11, 23)
-FAST_RETRIES = RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05)
-FAST_HTTP = HttpOptions(retry=FAST_RETRIES)
-
-
-@pytest.fixture(scope="module")
-def sim() -> Simulator:
-    return Simulator(seed=7, today=MONDAY, aed_count=3000, egen_service_keys={EGEN_KEY}, at_service_keys={AT_KEY})
-
-
-@pytest.fixture(scope="module")
-def server(sim: Simulator) -> Iterator[SimulatorServer]:
-    with SimulatorServer(sim) as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def clean_simulator(sim: Simulator) -> Iterator[None]:
-    sim.reset_faults()
-    sim.reset_counters()
-    sim.today = MONDAY
-    yield
-    sim.reset_faults()
 
 
 def egen(server: SimulatorServer, key: str = EGEN_KEY, http: HttpOptions = FAST_HTTP, **options) -> EgenClient:
     options.setdefault("num_of_rows", 1000)
     return EgenClient(key, server.egen_base_url, http=http, **options)
-
-
-def requests_to(sim: Simulator, api: str) -> int:
-    return sum(1 for entry in sim.request_log if entry.api == api)
 
 
 # ------------------------------------------------------------------------- e-gen: successes
