@@ -3,17 +3,22 @@
 ``AED_PIPELINE_DATABASE_URL`` names an external database; without it the embedded server under
 ``AED_PIPELINE_HOME`` is used. Either way the schema is brought to the newest Alembic revision before
 first use, under a PostgreSQL advisory lock so that concurrent Dagster steps migrate once.
+
+A warehouse that went away (its connection lost or refused, the server shut down or restarting) is a
+*transient* failure, told apart from every other database error by :func:`is_warehouse_outage`: the
+step retry policy re-runs the step, whose transaction starts afresh.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
@@ -95,14 +100,121 @@ def head_revision() -> str:
     return head
 
 
-@lru_cache(maxsize=8)
+_ENGINES: dict[str, Engine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
 def warehouse_engine(url: str) -> Engine:
     """One engine per URL and process, with the schema brought up to date on first use."""
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(url)
+    if engine is not None:
+        return engine
     engine = create_warehouse_engine(url)
     if current_revision(engine) != head_revision():
         logger.info("migrating %s to %s", redact_database_url(url), head_revision())
         upgrade_schema(engine)
-    return engine
+    with _ENGINES_LOCK:
+        return _ENGINES.setdefault(url, engine)
+
+
+def forget_warehouse_engine(url: str) -> None:
+    """Close the engine of ``url`` and drop it from the process (a database that is gone for good)."""
+    with _ENGINES_LOCK:
+        engine = _ENGINES.pop(url, None)
+    if engine is not None:
+        engine.dispose()
+
+
+def discard_pooled_connections() -> None:
+    """Close the idle pooled connections of every engine of the process (after an outage: they died
+    with the server's sessions); the engines stay usable and connect afresh."""
+    with _ENGINES_LOCK:
+        engines = list(_ENGINES.values())
+    for engine in engines:
+        engine.dispose(close=False)
+
+
+# -- telling an outage from every other database error -------------------------------------------
+
+#: ``sync_runs.error_type`` (so ``<prefix>_errors_total{type}``) and the failure's ``error_type`` of a
+#: sync the warehouse's outage ended, whatever the driver called it.
+WAREHOUSE_UNAVAILABLE = "WarehouseUnavailable"
+
+# SQLSTATE class 08 (connection exception) and the server going away or not yet back: 57P01
+# admin_shutdown (pg_ctl stop/restart -m fast, a managed failover), 57P02 crash_shutdown, 57P03
+# cannot_connect_now (starting up, shutting down, in recovery).
+_OUTAGE_SQLSTATE_CLASS = "08"
+_OUTAGE_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
+# libpq reports a failed connection attempt without its SQLSTATE: a refusal by a running server is a
+# FATAL message, and these are the FATAL messages of a server going away or not yet back (57P0x).
+_OUTAGE_FATAL_MESSAGES = (
+    "the database system is starting up",
+    "the database system is shutting down",
+    "the database system is in recovery mode",
+    "the database system is not yet accepting connections",
+    "the database system is not accepting connections",
+    "terminating connection due to administrator command",
+    "terminating connection due to unexpected postmaster exit",
+)
+
+
+def driver_error(error: BaseException) -> BaseException:
+    """The psycopg error inside a SQLAlchemy one (the error itself otherwise)."""
+    if isinstance(error, sa.exc.DBAPIError) and error.orig is not None:
+        return error.orig
+    return error
+
+
+def is_database_error(error: BaseException) -> bool:
+    """Whether ``error`` came from the warehouse (through SQLAlchemy or psycopg directly)."""
+    return isinstance(error, (sa.exc.DBAPIError, psycopg.Error))
+
+
+def is_warehouse_outage(error: BaseException) -> bool:
+    """Whether ``error`` means the warehouse went away for now (retrying later can succeed), as opposed
+    to a database error that another attempt would meet again.
+
+    Transient: SQLSTATE class 08 and 57P01–57P03; a connection SQLAlchemy found closed or broken; and
+    a failed connection attempt (no SQLSTATE: refused, reset, timed out, no socket), unless the server
+    answered it with a FATAL refusal other than shutting down or starting up. Not transient: every
+    other SQLSTATE (23 integrity, 42 a missing table or bad SQL, 57014 a statement timeout …) and the
+    FATAL refusals of the login itself (28 bad password or role, 3D000 no such database, pg_hba).
+    """
+    if isinstance(error, sa.exc.DBAPIError) and error.connection_invalidated:
+        return True
+    error = driver_error(error)
+    if not isinstance(error, psycopg.Error):
+        return False
+    if error.sqlstate:
+        return error.sqlstate.startswith(_OUTAGE_SQLSTATE_CLASS) or error.sqlstate in _OUTAGE_SQLSTATES
+    if not isinstance(error, psycopg.OperationalError):
+        return False
+    text = str(error)
+    return "FATAL:" not in text or any(message in text for message in _OUTAGE_FATAL_MESSAGES)
+
+
+def is_login_refusal(error: BaseException) -> bool:
+    """Whether the server refused the connection attempt itself for good (bad password or role, no such
+    database, no pg_hba.conf entry): a FATAL answer without SQLSTATE that is not an outage."""
+    original = driver_error(error)
+    return (
+        isinstance(original, psycopg.OperationalError)
+        and not original.sqlstate
+        and "FATAL:" in str(original)
+        and not is_warehouse_outage(error)
+    )
+
+
+def database_error_text(error: BaseException, url: str | None = None) -> str:
+    """The driver's own words for ``error`` on one line (no SQL, no parameters, no traceback), with
+    the password of ``url``, if any, replaced by ``***``."""
+    original = driver_error(error)
+    lines = [line.strip() for line in str(original).splitlines() if line.strip()]
+    text = lines[0] if lines else type(original).__name__
+    text = text.replace("FATAL:  ", "").removeprefix("connection failed: ")
+    password = make_url(url).password if url else None
+    return text.replace(str(password), "***") if password else text
 
 
 # -- bulk loading -------------------------------------------------------------------------------
