@@ -10,11 +10,21 @@ stay ``running`` for ever. So the owner of a ``running`` row holds a session adv
 for as long as it runs; PostgreSQL releases it when the owner's connection ends, however it ends.
 Every new sync first marks the ``running`` rows whose lock is free as failed (``error_type``
 ``Abandoned``): their transaction never committed, so they wrote nothing.
+
+A warehouse outage (``is_warehouse_outage``: the connection lost or refused, the server shut down)
+fails a sync with ``error_type`` ``WarehouseUnavailable``, whatever the driver called the error. The
+failure cannot be written while the server is away: the process keeps it and its next sync on the
+same warehouse writes it first (the step's retry, once the server is back). A later process finds the
+row in the sweep, which calls a row ``WarehouseUnavailable`` rather than ``Abandoned`` when the server
+started after the row did (a restart ended its connection). A row goes from ``running`` to
+``success`` or ``failed`` once, never back.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -25,22 +35,68 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from aed_pipeline.lib.core import locks
-from aed_pipeline.lib.core.warehouse import copy_into
+from aed_pipeline.lib.core.warehouse import (
+    WAREHOUSE_UNAVAILABLE,
+    copy_into,
+    database_error_text,
+    is_warehouse_outage,
+)
+
+logger = logging.getLogger(__name__)
 
 SYNC_RUN_LOCK_CLASS = locks.SYNC_RUN.id
 ABANDONED_ERROR_TYPE = "Abandoned"
 # The lock's second key: the row's id, folded into the lock function's integer range.
 _RUN_LOCK_ID = f"CAST({{}} % {locks.KEY_RANGE} AS integer)"
-# A running row whose lock can be taken has no live owner: its process ended without an outcome.
+# A running row whose lock can be taken has no live owner: its process ended without an outcome. If
+# the server started after the row did, a restart ended the owner's connection (at the latest): that
+# is a warehouse outage, whichever process finds it.
 _MARK_ABANDONED = sa.text(
-    "UPDATE sync_runs SET status = 'failed', finished_at = clock_timestamp(), error_type = :error_type, "
-    "error = :error WHERE status = 'running' "
+    "UPDATE sync_runs SET status = 'failed', finished_at = clock_timestamp(), "
+    "error_type = CASE WHEN started_at < pg_postmaster_start_time() THEN :outage_type ELSE :error_type END, "
+    "error = CASE WHEN started_at < pg_postmaster_start_time() THEN :outage_error ELSE :error END "
+    "WHERE status = 'running' "
     f"AND pg_try_advisory_xact_lock({SYNC_RUN_LOCK_CLASS}, {_RUN_LOCK_ID.format('id')})"
 )
 _ABANDONED_ERROR = (
     "the process running this sync ended without recording an outcome (killed, or its database "
     "connection was lost); its transaction was rolled back, so it wrote nothing. Found by a later sync."
 )
+_RESTARTED_ERROR = (
+    "the warehouse restarted while this sync was running (or after its process had ended), which ended its "
+    "connection; its transaction was rolled back, so it wrote nothing. Found by a later sync."
+)
+_SWEEP = {
+    "error_type": ABANDONED_ERROR_TYPE,
+    "error": _ABANDONED_ERROR,
+    "outage_type": WAREHOUSE_UNAVAILABLE,
+    "outage_error": _RESTARTED_ERROR,
+}
+# A row goes from running to an outcome once: a failure recorded late (after an outage, when the
+# COMMIT's answer may have been lost with the connection) never overwrites a committed success.
+_MARK_FAILED = sa.text(
+    "UPDATE sync_runs SET status = 'failed', finished_at = coalesce(:finished_at, clock_timestamp()), "
+    "fetched = :fetched, rejected = :rejected, error_type = :error_type, error = :error "
+    "WHERE id = :id AND status = 'running'"
+)
+# The same, for a failure kept through an outage: only while no live owner holds the row's lock.
+_MARK_FAILED_LATE = sa.text(
+    f"{_MARK_FAILED.text} AND pg_try_advisory_xact_lock({SYNC_RUN_LOCK_CLASS}, {_RUN_LOCK_ID.format(':id')})"
+)
+
+
+def error_type_of(error: BaseException) -> str:
+    """``sync_runs.error_type`` of ``error``: ``WarehouseUnavailable`` for any warehouse outage, else its class."""
+    return WAREHOUSE_UNAVAILABLE if is_warehouse_outage(error) else type(error).__name__
+
+
+# Failures this process could not write because the warehouse was away: warehouse URL → row id → values.
+_UNRECORDED: dict[str, dict[int, dict[str, Any]]] = {}
+_UNRECORDED_LOCK = threading.Lock()
+
+
+def _warehouse_key(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=False)
 
 
 @dataclass
@@ -77,8 +133,13 @@ class SyncRun:
 
     def _start(self, source: str, table_name: str, partition_key: str, run_id: str | None) -> None:
         conn = self._holder
+        with _UNRECORDED_LOCK:
+            unrecorded = dict(_UNRECORDED.get(_warehouse_key(self.engine), {}))
         with conn.begin():
-            conn.execute(_MARK_ABANDONED, {"error_type": ABANDONED_ERROR_TYPE, "error": _ABANDONED_ERROR})
+            # First the failures kept through an outage, with their own type; then the sweep.
+            for values in unrecorded.values():
+                conn.execute(_MARK_FAILED_LATE, values)
+            conn.execute(_MARK_ABANDONED, _SWEEP)
             self.id = conn.execute(
                 sa.text(
                     "INSERT INTO sync_runs (source, table_name, partition_key, run_id, started_at, status) "
@@ -97,14 +158,25 @@ class SyncRun:
                 sa.text(f"SELECT pg_advisory_lock({SYNC_RUN_LOCK_CLASS}, {_RUN_LOCK_ID.format(':id')})"),
                 {"id": self.id},
             )
+        if unrecorded:
+            with _UNRECORDED_LOCK:
+                kept = _UNRECORDED.get(_warehouse_key(self.engine), {})
+                for row_id in unrecorded:
+                    kept.pop(row_id, None)
+            logger.info("recorded %d sync(s) failed by an earlier warehouse outage", len(unrecorded))
 
     def close(self) -> None:
-        """Release the run's lock (its row is finished or failed by now) and its connection."""
+        """Release the run's lock (its row is finished or failed by now) and its connection.
+
+        After an outage the connection is gone, and its session lock went with it."""
         try:
             self._holder.execute(
                 sa.text(f"SELECT pg_advisory_unlock({SYNC_RUN_LOCK_CLASS}, {_RUN_LOCK_ID.format(':id')})"),
                 {"id": self.id},
             )
+        except Exception as exc:
+            if not is_warehouse_outage(exc):
+                raise
         finally:
             self._holder.close()
 
@@ -120,20 +192,29 @@ class SyncRun:
         )
 
     def mark_failed(self, error: BaseException) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
-                sa.text(
-                    "UPDATE sync_runs SET status = 'failed', finished_at = clock_timestamp(), "
-                    "fetched = :fetched, rejected = :rejected, error_type = :error_type, error = :error "
-                    "WHERE id = :id"
-                ),
-                {
-                    "fetched": self.counts.fetched,
-                    "rejected": self.counts.rejected,
-                    "error_type": type(error).__name__,
-                    "error": str(error)[:4000],
-                    "id": self.id,
-                },
+        """Record the failure in a transaction of its own; during a warehouse outage, keep it for the
+        next sync on this warehouse to write (this one cannot)."""
+        outage = is_warehouse_outage(error)
+        values = {
+            "fetched": self.counts.fetched,
+            "rejected": self.counts.rejected,
+            "error_type": error_type_of(error),
+            "error": _failure_text(error, self.engine)[:4000],
+            "id": self.id,
+            "finished_at": datetime.now(UTC) if outage else None,
+        }
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(_MARK_FAILED, values)
+        except Exception as exc:
+            if not is_warehouse_outage(exc):
+                raise
+            with _UNRECORDED_LOCK:
+                _UNRECORDED.setdefault(_warehouse_key(self.engine), {})[self.id] = values
+            logger.warning(
+                "sync_runs row %d could not be marked failed (the warehouse is unavailable): the next sync "
+                "on this warehouse records it",
+                self.id,
             )
 
     @property
@@ -158,6 +239,13 @@ def sync_run(
         raise
     finally:
         run.close()
+
+
+def _failure_text(error: BaseException, engine: Engine) -> str:
+    if is_warehouse_outage(error):
+        url = engine.url.render_as_string(hide_password=False)
+        return f"the warehouse connection was lost or refused: {database_error_text(error, url)}"
+    return str(error)
 
 
 def record_failed_sync(
