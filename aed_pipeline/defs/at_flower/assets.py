@@ -18,7 +18,7 @@ from pydantic import Field
 from aed_pipeline.defs.at_flower.partitions import flower_daily_partitions
 from aed_pipeline.defs.at_flower.reporting import OWNERS, by_group_name, examples, group_names, no_auction_note
 from aed_pipeline.defs.at_flower.resources import AtFlowerApiResource
-from aed_pipeline.defs.shared.failures import StepRetryConfig, retry_or_fail
+from aed_pipeline.defs.shared.failures import StepRetryConfig, retry_or_fail, warehouse_step
 from aed_pipeline.defs.shared.metadata import (
     add_run_summary,
     bounded,
@@ -83,6 +83,7 @@ class FlowerRawConfig(StepRetryConfig):
     owners=OWNERS,
     pool="at_flower_api",
 )
+@warehouse_step("recording the failed aT fetch of flower_auction_raw in sync_runs")
 def flower_auction_raw(
     context: dg.AssetExecutionContext,
     config: FlowerRawConfig,
@@ -230,8 +231,12 @@ def _report_archive_run(
         "dagster/column_schema": column_schema(PUBLIC_BIDDING_FLOWERS_COLUMNS),
     },
 )
+@warehouse_step("writing the served aT rows to public_bidding_flowers")
 def public_bidding_flowers(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource, raw_archive: RawArchiveResource
+    context: dg.AssetExecutionContext,
+    config: StepRetryConfig,
+    warehouse: WarehouseResource,
+    raw_archive: RawArchiveResource,
 ) -> dg.MaterializeResult:
     """The aT flower auction rows exactly as the API served them (text), with the sale date and
     group asked for, the fetch time and the archived page they come from.
@@ -304,7 +309,7 @@ VALIDATED_FRAME_SCHEMA = column_schema(
 )
 
 
-class FlowerValidationConfig(dg.Config):
+class FlowerValidationConfig(StepRetryConfig):
     """Thresholds of the blocking checks (see ``aed_pipeline.lib.at_flower.checks.VolumeRule``)."""
 
     volume_history_weeks: int = Field(default=8, description="Weeks back to look for the same weekday.")
@@ -369,6 +374,7 @@ class FlowerValidationConfig(dg.Config):
         ),
     ],
 )
+@warehouse_step("validating the aT rows in flower_auction_validated")
 def flower_auction_validated(
     context: dg.AssetExecutionContext,
     config: FlowerValidationConfig,

@@ -7,6 +7,7 @@ import dagster as dg
 
 from aed_pipeline.defs.at_flower.partitions import flower_daily_partitions
 from aed_pipeline.defs.at_flower.reporting import OWNERS
+from aed_pipeline.defs.shared.failures import StepRetryConfig, warehouse_step
 from aed_pipeline.defs.shared.freshness import freshness_policy
 from aed_pipeline.defs.shared.io import per_partition
 from aed_pipeline.defs.shared.metadata import (
@@ -93,7 +94,8 @@ def _table_specs() -> list[dg.AssetSpec]:
     partitions_def=flower_daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
 )
-def flower_tables(context: dg.AssetExecutionContext, validated, warehouse: WarehouseResource):
+@warehouse_step("writing flower_types, flowers and bidding_flowers")
+def flower_tables(context: dg.AssetExecutionContext, config: StepRetryConfig, validated, warehouse: WarehouseResource):
     """Writes ``flower_types``, ``flowers`` and ``bidding_flowers`` for each sale date of the run.
 
     Dates go in ascending order, each in one transaction with its ``sync_runs`` row: new 품목 and

@@ -22,7 +22,7 @@ from pydantic import Field
 
 from aed_pipeline.defs.egen_aed.partitions import aed_daily_partitions
 from aed_pipeline.defs.egen_aed.resources import EgenApiResource
-from aed_pipeline.defs.shared.failures import StepRetryConfig, refused, retry_or_fail
+from aed_pipeline.defs.shared.failures import StepRetryConfig, refused, retry_or_fail, warehouse_step
 from aed_pipeline.defs.shared.freshness import freshness_policy
 from aed_pipeline.defs.shared.partitions import MAX_RUNTIME_SECONDS, MAX_RUNTIME_TAG
 from aed_pipeline.defs.shared.resources import RawArchiveResource, WarehouseResource
@@ -68,7 +68,7 @@ class AedRawSnapshotConfig(StepRetryConfig):
     )
 
 
-class AedValidationConfig(dg.Config):
+class AedValidationConfig(StepRetryConfig):
     row_count_tolerance: float = Field(
         default=0.10, description="Allowed change of the row count vs the previous snapshot."
     )
@@ -93,7 +93,7 @@ class AedValidationConfig(dg.Config):
         )
 
 
-class AedDataConfig(dg.Config):
+class AedDataConfig(StepRetryConfig):
     missing_devices_guard: float = Field(
         default=DEFAULT_MISSING_DEVICES_GUARD,
         description="Largest share of active devices that may vanish in one sync; above it nothing is written.",
@@ -120,6 +120,7 @@ def _partition_date(context: dg.AssetExecutionContext) -> date:
         "content-hashed) with a manifest. Resumes a fetch that died part-way; a past date reuses its archive."
     ),
 )
+@warehouse_step("recording the failed e-gen fetch of aed_raw_snapshot in sync_runs")
 def aed_raw_snapshot(
     context: dg.AssetExecutionContext,
     config: AedRawSnapshotConfig,
@@ -188,6 +189,7 @@ def aed_raw_snapshot(
         "that is wrong as a whole."
     ),
 )
+@warehouse_step("validating the e-gen snapshot in aed_validated")
 def aed_validated(
     context: dg.AssetExecutionContext,
     config: AedValidationConfig,
@@ -281,6 +283,7 @@ POST_WRITE_CHECKS = {
         "An older partition only re-derives that day's history."
     ),
 )
+@warehouse_step("applying the validated e-gen snapshot to aed_data")
 def aed_data(
     context: dg.AssetExecutionContext,
     config: AedDataConfig,

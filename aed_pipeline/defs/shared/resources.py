@@ -23,7 +23,12 @@ from aed_pipeline.defs.shared.io import PartitionedPickleIOManager
 from aed_pipeline.lib.core import settings
 from aed_pipeline.lib.core.archive import RawArchive
 from aed_pipeline.lib.core.http import HttpOptions, RetryPolicy
-from aed_pipeline.lib.core.warehouse import redact_database_url, resolve_database_url, warehouse_engine
+from aed_pipeline.lib.core.warehouse import (
+    normalize_database_url,
+    redact_database_url,
+    resolve_database_url,
+    warehouse_engine,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +51,14 @@ class WarehouseResource(dg.ConfigurableResource):
 
     def redacted_url(self) -> str:
         return redact_database_url(self.resolved_url())
+
+    def described(self) -> str:
+        """The warehouse for a failure's sentence, password redacted; unlike :meth:`redacted_url` it
+        starts nothing (the embedded server is named by its data directory)."""
+        if self.database_url:
+            return redact_database_url(normalize_database_url(self.database_url))
+        home = Path(self.home).expanduser().resolve() if self.home else settings.pipeline_home()
+        return f"(the embedded PostgreSQL in {home / 'pgdata'})"
 
 
 class RawArchiveResource(dg.ConfigurableResource):
