@@ -187,9 +187,15 @@ def test_runs_and_records_equal_the_sums_of_sync_runs(scraped, synced_engine) ->
 
 
 def test_a_failed_sync_counts_as_an_error_of_its_type(scraped) -> None:
-    assert series(scraped, "edgen_sync_errors_total") == {frozenset({("type", "MissingDevicesGuardTripped")}): 1}
+    # A warehouse outage's type is served from 0 on, for every table.
+    assert series(scraped, "edgen_sync_errors_total") == {
+        frozenset({("type", "MissingDevicesGuardTripped")}): 1,
+        frozenset({("type", "WarehouseUnavailable")}): 0,
+    }
     assert series(scraped, "flower_sync_errors_total") == {
-        frozenset({("type", "SourceQuotaExceeded"), ("table", "public_bidding_flowers")}): 1
+        frozenset({("type", "SourceQuotaExceeded"), ("table", "public_bidding_flowers")}): 1,
+        frozenset({("type", "WarehouseUnavailable"), ("table", "public_bidding_flowers")}): 0,
+        frozenset({("type", "WarehouseUnavailable"), ("table", "bidding_flowers")}): 0,
     }
     assert value(scraped, "edgen_sync_runs_total", status="failed") == 1
     assert value(scraped, "edgen_sync_duration_seconds_count", status="failed") == 1

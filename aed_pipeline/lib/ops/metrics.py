@@ -9,7 +9,8 @@ for the aT flower auctions):
 - ``<prefix>_runs_total{status}`` finished syncs, success or failed (the success rate);
 - ``<prefix>_records_total{status}`` records of successful syncs: fetched, inserted, updated,
   deleted, revived, unchanged, rejected;
-- ``<prefix>_errors_total{type}`` failed syncs by the exception type that failed them;
+- ``<prefix>_errors_total{type}`` failed syncs by the exception type that failed them (a warehouse
+  outage as ``WarehouseUnavailable``, served from 0);
 - ``<prefix>_last_success_timestamp`` when the newest successful sync finished (unix seconds);
 - ``<prefix>_newest_partition_timestamp`` the newest partition date synced successfully (00:00 KST);
 - ``<prefix>_running`` syncs marked running (one left running for long was killed mid-way);
@@ -42,6 +43,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from aed_pipeline.lib.core.http import redact
 from aed_pipeline.lib.core.kst import kst_midnight
 from aed_pipeline.lib.core.sync_log import SyncCounts
+from aed_pipeline.lib.core.warehouse import WAREHOUSE_UNAVAILABLE
 from aed_pipeline.lib.ops.source import Gauge, Source
 from aed_pipeline.lib.sources import SOURCES
 
@@ -163,7 +165,11 @@ class SyncMetricsCollector:
             [*names, "status"],
             records,
         )
-        error_counts: dict[tuple, int] = defaultdict(int)
+        # A warehouse outage has its own type (sync_log's error_type_of), served from 0 on so that
+        # increase() sees the first one.
+        error_counts: dict[tuple, int] = defaultdict(
+            int, {(*_labels(spec, t), WAREHOUSE_UNAVAILABLE): 0 for t in spec.synced_tables}
+        )
         for row in errors:
             error_counts[(*_labels(spec, row["table_name"]), row["error_type"])] += row["runs"]
         yield _counter(
