@@ -145,7 +145,10 @@ WAREHOUSE_UNAVAILABLE = "WarehouseUnavailable"
 # admin_shutdown (pg_ctl stop/restart -m fast, a managed failover), 57P02 crash_shutdown, 57P03
 # cannot_connect_now (starting up, shutting down, in recovery).
 _OUTAGE_SQLSTATE_CLASS = "08"
-_OUTAGE_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
+# 57P0x: the server shut down or is starting; 53300: every connection slot taken (a failover's
+# reconnect storm); 25006: a write reached a read-only server (the old primary, demoted by a failover
+# whose address change has not reached us yet). Each passes with nobody doing anything.
+_OUTAGE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300", "25006"})
 # libpq reports a failed connection attempt without its SQLSTATE: a refusal by a running server is a
 # FATAL message, and these are the FATAL messages of a server going away or not yet back (57P0x).
 _OUTAGE_FATAL_MESSAGES = (
@@ -156,6 +159,8 @@ _OUTAGE_FATAL_MESSAGES = (
     "the database system is not accepting connections",
     "terminating connection due to administrator command",
     "terminating connection due to unexpected postmaster exit",
+    "sorry, too many clients already",
+    "remaining connection slots are reserved",
 )
 
 
@@ -175,7 +180,8 @@ def is_warehouse_outage(error: BaseException) -> bool:
     """Whether ``error`` means the warehouse went away for now (retrying later can succeed), as opposed
     to a database error that another attempt would meet again.
 
-    Transient: SQLSTATE class 08 and 57P01–57P03; a connection SQLAlchemy found closed or broken; and
+    Transient: SQLSTATE class 08, 57P01–57P03, 53300 (too many connections) and 25006 (a read-only
+    server: a demoted primary after a failover); a connection SQLAlchemy found closed or broken; and
     a failed connection attempt (no SQLSTATE: refused, reset, timed out, no socket), unless the server
     answered it with a FATAL refusal other than shutting down or starting up. Not transient: every
     other SQLSTATE (23 integrity, 42 a missing table or bad SQL, 57014 a statement timeout …) and the

@@ -83,10 +83,19 @@ def test_a_restart_mid_statement_is_an_outage_and_the_engine_reconnects_afterwar
 
 @pytest.mark.parametrize(
     "sqlstate",
-    ["08000", "08003", "08006", "08001", "57P01", "57P02", "57P03"],
+    ["08000", "08003", "08006", "08001", "57P01", "57P02", "57P03", "53300", "25006"],
 )
 def test_connection_exceptions_and_the_server_going_away_are_outages(sqlstate) -> None:
     assert is_warehouse_outage(pg_errors.lookup(sqlstate)("the server went away"))
+
+
+def test_a_write_to_a_read_only_server_after_a_failover_is_an_outage(fresh_database_url) -> None:
+    # What a demoted primary answers a write with; here a read-only transaction gives the same error.
+    engine = create_warehouse_engine(fresh_database_url)
+    error = _error_of(engine, "SET TRANSACTION READ ONLY; CREATE TEMPORARY TABLE t (k int)")
+    assert error.orig is not None and error.orig.sqlstate == "25006"
+    assert is_warehouse_outage(error)
+    engine.dispose()
 
 
 @pytest.mark.parametrize(
