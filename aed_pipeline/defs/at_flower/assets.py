@@ -16,10 +16,11 @@ import pandas as pd
 from pydantic import Field
 
 from aed_pipeline.defs.at_flower.partitions import flower_daily_partitions
-from aed_pipeline.defs.at_flower.reporting import OWNERS, by_group_name, examples, group_names, no_auction_note
+from aed_pipeline.defs.at_flower.reporting import by_group_name, examples, group_names, no_auction_note
 from aed_pipeline.defs.at_flower.resources import AtFlowerApiResource
 from aed_pipeline.defs.shared.failures import StepRetryConfig, retry_or_fail
 from aed_pipeline.defs.shared.metadata import (
+    OWNERS,
     add_run_summary,
     bounded,
     column_schema,

@@ -1,5 +1,5 @@
-"""What the flower assets share to report their runs: owners, the flower groups by name, the note
-of a day without an auction, frame examples. The source-neutral helpers (run dates, run summaries,
+"""What the flower assets share to report their runs: the flower groups by name, the note of a
+day without an auction, frame examples. The source-neutral helpers (run dates, run summaries,
 markdown tables) are in :mod:`aed_pipeline.defs.shared.metadata`. No definitions live here."""
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from aed_pipeline.lib.at_flower.calendar import non_auction_reason, weekday_name
 from aed_pipeline.lib.at_flower.client import FLOWER_GUBN_NAMES
 from aed_pipeline.lib.at_flower.fetch import ArchivedFlowerDay
 
-OWNERS = ["team:data-engineering"]
 #: Rows shown as examples in a check's or a table's metadata.
 EXAMPLES = 5
 

@@ -6,10 +6,10 @@ from typing import Any
 import dagster as dg
 
 from aed_pipeline.defs.at_flower.partitions import flower_daily_partitions
-from aed_pipeline.defs.at_flower.reporting import OWNERS
 from aed_pipeline.defs.shared.freshness import freshness_policy
 from aed_pipeline.defs.shared.io import per_partition
 from aed_pipeline.defs.shared.metadata import (
+    OWNERS,
     add_run_summary,
     bounded,
     column_schema,

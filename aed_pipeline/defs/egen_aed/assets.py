@@ -24,6 +24,7 @@ from aed_pipeline.defs.egen_aed.partitions import aed_daily_partitions
 from aed_pipeline.defs.egen_aed.resources import EgenApiResource
 from aed_pipeline.defs.shared.failures import StepRetryConfig, refused, retry_or_fail
 from aed_pipeline.defs.shared.freshness import freshness_policy
+from aed_pipeline.defs.shared.metadata import OWNERS
 from aed_pipeline.defs.shared.partitions import MAX_RUNTIME_SECONDS, MAX_RUNTIME_TAG
 from aed_pipeline.defs.shared.resources import RawArchiveResource, WarehouseResource
 from aed_pipeline.lib.core.errors import SourceError
@@ -112,6 +113,7 @@ def _partition_date(context: dg.AssetExecutionContext) -> date:
 @dg.asset(
     partitions_def=aed_daily_partitions,
     group_name=GROUP,
+    owners=OWNERS,
     kinds={"api", "xml"},
     pool=EGEN_API_POOL,
     backfill_policy=ONE_PARTITION_PER_RUN,
@@ -175,6 +177,7 @@ def aed_raw_snapshot(
 @dg.asset(
     partitions_def=aed_daily_partitions,
     group_name=GROUP,
+    owners=OWNERS,
     deps=[aed_raw_snapshot],
     kinds={"pandas", "pandera"},
     backfill_policy=ONE_PARTITION_PER_RUN,
@@ -267,6 +270,7 @@ POST_WRITE_CHECKS = {
 @dg.asset(
     partitions_def=aed_daily_partitions,
     group_name=GROUP,
+    owners=OWNERS,
     kinds={"postgres"},
     backfill_policy=ONE_PARTITION_PER_RUN,
     freshness_policy=freshness_policy(EGEN_AED),
