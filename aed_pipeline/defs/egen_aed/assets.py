@@ -27,6 +27,7 @@ from aed_pipeline.defs.shared.freshness import freshness_policy
 from aed_pipeline.defs.shared.metadata import OWNERS
 from aed_pipeline.defs.shared.partitions import MAX_RUNTIME_SECONDS, MAX_RUNTIME_TAG
 from aed_pipeline.defs.shared.resources import RawArchiveResource, WarehouseResource
+from aed_pipeline.lib.core.display import MISSING, is_missing, shown
 from aed_pipeline.lib.core.errors import SourceError
 from aed_pipeline.lib.core.sync_log import record_failed_sync, replace_rejected_records
 from aed_pipeline.lib.egen_aed.checks import IntegrityThresholds
@@ -219,8 +220,8 @@ def aed_validated(
             rejected=validation.rejected,
         )
     examples = "\n".join(
-        f"- `{record.get('serialSeq', '?')}`: "
-        + ", ".join(f"{f['column']} {f['check']} ({f['value']!r})" for f in failures)
+        f"- `{shown(record.get('serialSeq'))}`: "
+        + ", ".join(f"{f['column']} {f['check']} ({_example_value(f['value'])})" for f in failures)
         for record, failures in validation.rejected[:10]
     )
     yield dg.Output(
@@ -393,7 +394,12 @@ def change_report(result: AedSyncResult) -> str:
 
 
 def _cell(value: str | None) -> str:
-    return "∅" if value is None else value.replace("|", "\\|")
+    return shown(value).replace("|", "\\|")
+
+
+def _example_value(value: object) -> str:
+    """A rejected value as written in the examples: quoted as served, ``∅`` when there is none."""
+    return MISSING if is_missing(value) else repr(value)
 
 
 aed_sync_job = dg.define_asset_job(
