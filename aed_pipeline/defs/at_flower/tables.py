@@ -31,6 +31,7 @@ from aed_pipeline.lib.at_flower.tables import (
     top_by_quantity,
 )
 from aed_pipeline.lib.at_flower.write.normalised import BlockedDays, WrittenBiddingDay, write_bidding_days
+from aed_pipeline.lib.core.display import shown
 from aed_pipeline.lib.core.kst import date_span
 
 VALIDATED = dg.AssetKey("flower_auction_validated")
@@ -133,7 +134,7 @@ def _report_written_day(context: dg.AssetExecutionContext, write: WrittenBidding
     top = top_by_quantity(day.rows)
     context.add_asset_metadata(
         {
-            "dagster/row_count": counts.rows,
+            "dagster/partition_row_count": counts.rows,
             "rows_written": counts.written,
             "inserted": counts.inserted,
             "updated": counts.updated,
@@ -141,7 +142,9 @@ def _report_written_day(context: dg.AssetExecutionContext, write: WrittenBidding
             "unchanged": counts.unchanged,
             "rejected_rows": day.rejected,
             "source": day.source,
-            "top_10_by_quantity": dg.MetadataValue.md(markdown_table(TOP_COLUMNS, top) if top else "no rows"),
+            "top_10_by_quantity": dg.MetadataValue.md(
+                markdown_table(TOP_COLUMNS, [[shown(v) for v in row] for row in top]) if top else "no rows"
+            ),
         },
         asset_key=BIDDING_FLOWERS,
         partition_key=key,
@@ -214,6 +217,7 @@ def _report_tables_run(
                 "run_updated": total("updated"),
                 "run_deleted": total("deleted"),
                 "run_unchanged": total("unchanged"),
+                "dagster/row_count": table_rows["bidding_flowers"],
             },
         ),
     ]
