@@ -162,6 +162,30 @@ def test_the_tables_report_their_whole_row_count_and_each_date_its_slice(resourc
     assert top.splitlines()[0].startswith("| 품목 (item) | 품종 (variety) | 등급 (grade) |")
 
 
+def test_one_selected_flower_table_still_writes_all_three_in_one_transaction(resources, engine) -> None:
+    upstream = [flower_auction_raw, public_bidding_flowers, flower_auction_validated]
+    assert run(resources, day=MONDAY, selection=upstream).success
+    with dg.instance_for_test() as instance:
+        only = dg.materialize(
+            ASSETS,
+            selection=[dg.AssetKey("flowers")],
+            partition_key=MONDAY.isoformat(),
+            resources=resources,
+            instance=instance,
+            raise_on_error=False,
+        )
+        logged = [entry.user_message for entry in instance.all_logs(only.run_id)]
+    assert only.success
+    # Only the selected table is reported; the three are written, the other two said so in the log.
+    assert {e.asset_key.to_user_string() for e in only.get_asset_materialization_events()} == {"flowers"}
+    assert scalar(engine, "SELECT count(*) FROM bidding_flowers WHERE sale_date = :d", d=MONDAY) > 0
+    assert scalar(engine, "SELECT count(*) FROM flower_types") > 0
+    assert materialization(only, "flowers", MONDAY)["dagster/row_count"] == scalar(
+        engine, "SELECT count(*) FROM flowers"
+    )
+    assert any("writing flower_types, bidding_flowers as well, beyond the selection" in m for m in logged), logged
+
+
 def test_the_tables_declare_their_name_and_column_schema() -> None:
     for key in ("flower_types", "flowers", "bidding_flowers"):
         metadata = flower_tables.specs_by_key[dg.AssetKey(key)].metadata
