@@ -154,7 +154,9 @@ def aed_raw_snapshot(
             metadata={"source": egen_api.source},
         )
     except SnapshotUnavailable as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+        # from None: the sentence (which date, why, where the archive was looked in) is the whole
+        # failure; a chained traceback would bury it in the UI.
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
     manifest = fetch.manifest
     context.log.info("e-gen snapshot %s: %s", partition, snapshot_summary(manifest))
     return dg.MaterializeResult(
@@ -209,7 +211,7 @@ def aed_validated(
             thresholds=config.thresholds(),
         )
     except SnapshotUnavailable as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+        raise dg.Failure(description=str(exc), allow_retries=False) from None  # the sentence is the failure
     snapshot = validation.snapshot
     with engine.begin() as conn:
         replace_rejected_records(
@@ -302,7 +304,8 @@ def aed_data(
             reconcile=config.reconcile,
         )
     except (MissingDevicesGuardTripped, SnapshotRejected) as exc:
-        raise refused(exc) from exc
+        # from None: the refusal's sentence and its alert rule are the whole failure.
+        raise refused(exc) from None
     partition = aed_validated.partition_date
     figures = post_write_figures(engine, partition)
     valid_rows = aed_validated.valid

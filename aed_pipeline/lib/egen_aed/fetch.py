@@ -126,7 +126,7 @@ def _fetch_snapshot(
         page = client.fetch_full_down_page(page_no)
         served_on = kst_date(page.served_at)
         if served_on != partition:
-            raise SnapshotUnavailable(_wrong_date_message(partition, served_on, manifest))
+            raise SnapshotUnavailable(_wrong_date_message(partition, served_on, manifest, location))
         if manifest.total_count is not None and page.total_count != manifest.total_count and not restarted:
             # The registry was refreshed between this fetch and the archived pages: their
             # boundaries no longer line up. Start over once, from this page's view.
@@ -161,11 +161,11 @@ def _all_pages_there(manifest: PageSetManifest) -> bool:
     return manifest.expected_pages is not None and not manifest.missing_pages()
 
 
-def _wrong_date_message(partition: date, served_on: date, manifest: PageSetManifest) -> str:
+def _wrong_date_message(partition: date, served_on: date, manifest: PageSetManifest, location: str) -> str:
     have = (
-        f"the archive holds an incomplete snapshot for it ({snapshot_summary(manifest)})"
+        f"the archive at {location} holds an incomplete snapshot for it ({snapshot_summary(manifest)})"
         if manifest.pages
-        else "there is no archived snapshot for it"
+        else f"there is no archived snapshot for it at {location}"
     )
     return (
         f"cannot materialise e-gen AED partition {partition.isoformat()}: the e-gen API serves only the "

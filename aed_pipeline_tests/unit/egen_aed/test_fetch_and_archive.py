@@ -38,8 +38,12 @@ def test_fetch_resumes_from_the_first_missing_page_and_reuses_a_complete_snapsho
         assert again.fetched_pages == () and sim.request_log == []
 
         sim.today = day + dt.timedelta(days=1)
-        with pytest.raises(SnapshotUnavailable, match="serves only the current registry"):
+        with pytest.raises(SnapshotUnavailable, match="serves only the current registry") as refused:
             fetch_snapshot(client, archive, day - dt.timedelta(days=1), origin="simulator")
+        # The sentence says where the snapshot was looked for.
+        assert f"no archived snapshot for it at {archive.location(ARCHIVE_SOURCE, '2026-03-01', PAGE_SET)}" in str(
+            refused.value
+        )
         # A complete past snapshot stays readable without the API.
         assert fetch_snapshot(client, archive, day, origin="simulator").complete
 
