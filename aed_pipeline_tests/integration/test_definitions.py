@@ -58,6 +58,15 @@ def test_partitions_are_kst_dates_with_today_as_the_newest() -> None:
     assert flower_daily_partitions.get_first_partition_key() == "2020-01-01"
 
 
+def test_every_job_and_the_implicit_asset_job_run_in_process() -> None:
+    """A run launched from the asset graph (the implicit ``__ASSET_JOB``) runs as the sync jobs do."""
+    definitions = defs()
+    jobs = [definitions.resolve_implicit_global_asset_job_def()] + [
+        definitions.resolve_job_def(name) for name in ("aed_sync", "flower_sync")
+    ]
+    assert [job.executor_def for job in jobs] == [dg.in_process_executor] * 3
+
+
 def test_without_a_start_date_the_aed_partitions_begin_where_the_archive_begins(tmp_path: Path) -> None:
     """The code location as `dg dev` loads it, in a process of its own: the first AED partition is
     the first date archived complete, today's KST date when nothing is; flowers keep their start."""
