@@ -169,7 +169,7 @@ def first_partition(archive: RawArchive, *, today: date | None = None) -> date:
     today = today or kst_date()
     try:
         names = archive.partitions(ARCHIVE_SOURCE)
-    except OSError as exc:
+    except Exception as exc:  # each fsspec backend raises its own errors (s3fs: botocore's, not OSError)
         logger.warning("the e-gen archive at %s cannot be listed (%s): AED partitions begin today", archive.root, exc)
         return today
     for name in names:

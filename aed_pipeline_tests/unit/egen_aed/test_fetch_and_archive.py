@@ -108,3 +108,13 @@ def test_the_first_aed_partition_is_found_on_an_fsspec_archive_too():
     archive = RawArchive(f"memory://aed-archive-{uuid.uuid4().hex}")
     _archived(archive, "2026-03-04", complete=True)
     assert first_partition(archive, today=dt.date(2026, 3, 20)) == dt.date(2026, 3, 4)
+
+
+def test_an_archive_that_cannot_be_listed_starts_the_aed_partitions_today(tmp_path, caplog):
+    class Unreachable(RawArchive):
+        def partitions(self, source: str) -> list[str]:
+            raise RuntimeError("NoCredentialsError: unable to locate credentials")
+
+    today = dt.date(2026, 3, 20)
+    assert first_partition(Unreachable(tmp_path), today=today) == today
+    assert "cannot be listed" in caplog.text and "begin today" in caplog.text
