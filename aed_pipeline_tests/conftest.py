@@ -18,6 +18,12 @@ import pytest
 from aed_pipeline.lib.core import settings
 from aed_pipeline.lib.core.embedded_postgres import EmbeddedPostgres, ensure_embedded_postgres, stop_embedded_postgres
 
+# The tests materialise AED dates of the simulator's world (March 2026), long before any archive
+# of theirs begins, so the AED partitions start on a fixed date instead of at the archive (the
+# default). Set before any test module imports the definitions, which read it when imported; the
+# processes the tests start (`dg dev`, `dagster job execute`) inherit it.
+os.environ["AED_PIPELINE_AED_START_DATE"] = "2026-01-01"
+
 
 @pytest.fixture(scope="session")
 def pipeline_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:

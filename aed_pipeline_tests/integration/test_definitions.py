@@ -58,6 +58,43 @@ def test_partitions_are_kst_dates_with_today_as_the_newest() -> None:
     assert flower_daily_partitions.get_first_partition_key() == "2020-01-01"
 
 
+def test_every_job_and_the_implicit_asset_job_run_in_process() -> None:
+    """A run launched from the asset graph (the implicit ``__ASSET_JOB``) runs as the sync jobs do."""
+    definitions = defs()
+    jobs = [definitions.resolve_implicit_global_asset_job_def()] + [
+        definitions.resolve_job_def(name) for name in ("aed_sync", "flower_sync")
+    ]
+    assert [job.executor_def for job in jobs] == [dg.in_process_executor] * 3
+
+
+def test_without_a_start_date_the_aed_partitions_begin_where_the_archive_begins(tmp_path: Path) -> None:
+    """The code location as `dg dev` loads it, in a process of its own: the first AED partition is
+    the first date archived complete, today's KST date when nothing is; flowers keep their start."""
+    from aed_pipeline.lib.core.archive import PageSetManifest, RawArchive
+    from aed_pipeline.lib.core.kst import kst_date
+    from aed_pipeline.lib.egen_aed.fetch import ARCHIVE_SOURCE, PAGE_SET
+
+    probe = (
+        "from aed_pipeline.definitions import defs; import dagster as dg; g = defs().resolve_asset_graph(); "
+        "print(g.get(dg.AssetKey('aed_data')).partitions_def.get_first_partition_key(), "
+        "g.get(dg.AssetKey('bidding_flowers')).partitions_def.get_first_partition_key())"
+    )
+
+    def first_keys() -> list[str]:
+        env = {**os.environ, "AED_PIPELINE_HOME": str(tmp_path)}
+        env.pop("AED_PIPELINE_AED_START_DATE")
+        env.pop("AED_PIPELINE_ARCHIVE_URL", None)
+        done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.split()
+
+    assert first_keys() == [kst_date().isoformat(), "2020-01-01"]
+    RawArchive(tmp_path / "archive").write_manifest(
+        PageSetManifest(ARCHIVE_SOURCE, "2026-02-10", PAGE_SET, "live", "xml", {}, complete=True)
+    )
+    assert first_keys() == ["2026-02-10", "2020-01-01"]
+
+
 def _run(*command: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "DAGSTER_HOME": ""}
     env.pop("DAGSTER_HOME")

@@ -134,16 +134,56 @@ def test_a_monday_of_cut_flowers_lands_in_every_table_with_its_auction_date(sim,
     ]
     raw = materialization(result, "flower_auction_raw", MONDAY)
     # A configured key is the live API to the resource, even at the simulator server's URL.
-    assert (raw["dagster/row_count"], raw["auction"], raw["source"]) == (total, "yes", "live")
+    assert (raw["dagster/partition_row_count"], raw["auction"], raw["source"]) == (total, "yes", "live")
     assert raw["rows_by_group"] == {"절화": expected[1], "관엽": expected[2], "난": expected[3], "춘란": expected[4]}
     table = materialization(result, "bidding_flowers", MONDAY)
-    assert (table["dagster/row_count"], table["rows_written"], table["source"]) == (total, total, "live")
+    assert (table["dagster/partition_row_count"], table["rows_written"], table["source"]) == (total, total, "live")
     assert table["top_10_by_quantity"].count("\n") == 11  # header, rule and ten rows
     types = materialization(result, "flower_types", MONDAY)
     assert types["new_types"] == scalar(engine, "SELECT count(*) FROM flower_types") == types["dagster/row_count"]
     assert all(evaluation.passed for evaluation in check_results(result).values())
     assert len(check_results(result)) == 3
     assert KEY not in repr(result.all_events)
+
+
+def test_the_tables_report_their_whole_row_count_and_each_date_its_slice(resources, engine) -> None:
+    first = run(resources, day=MONDAY)
+    second = run(resources, day=MONDAY + timedelta(days=2))
+    assert first.success and second.success
+    wednesday = MONDAY + timedelta(days=2)
+    for asset, table in (("public_bidding_flowers", "public_bidding_flowers"), ("bidding_flowers", "bidding_flowers")):
+        meta = materialization(second, asset, wednesday)
+        assert meta["dagster/partition_row_count"] == scalar(
+            engine, f"SELECT count(*) FROM {table} WHERE sale_date = :day", day=wednesday
+        )
+        assert meta["dagster/row_count"] == scalar(engine, f"SELECT count(*) FROM {table}")
+        assert meta["dagster/row_count"] > meta["dagster/partition_row_count"] > 0
+    top = materialization(second, "bidding_flowers", wednesday)["top_10_by_quantity"]
+    assert top.splitlines()[0].startswith("| 품목 (item) | 품종 (variety) | 등급 (grade) |")
+
+
+def test_one_selected_flower_table_still_writes_all_three_in_one_transaction(resources, engine) -> None:
+    upstream = [flower_auction_raw, public_bidding_flowers, flower_auction_validated]
+    assert run(resources, day=MONDAY, selection=upstream).success
+    with dg.instance_for_test() as instance:
+        only = dg.materialize(
+            ASSETS,
+            selection=[dg.AssetKey("flowers")],
+            partition_key=MONDAY.isoformat(),
+            resources=resources,
+            instance=instance,
+            raise_on_error=False,
+        )
+        logged = [entry.user_message for entry in instance.all_logs(only.run_id)]
+    assert only.success
+    # Only the selected table is reported; the three are written, the other two said so in the log.
+    assert {e.asset_key.to_user_string() for e in only.get_asset_materialization_events()} == {"flowers"}
+    assert scalar(engine, "SELECT count(*) FROM bidding_flowers WHERE sale_date = :d", d=MONDAY) > 0
+    assert scalar(engine, "SELECT count(*) FROM flower_types") > 0
+    assert materialization(only, "flowers", MONDAY)["dagster/row_count"] == scalar(
+        engine, "SELECT count(*) FROM flowers"
+    )
+    assert any("writing flower_types, bidding_flowers as well, beyond the selection" in m for m in logged), logged
 
 
 def test_the_tables_declare_their_name_and_column_schema() -> None:
@@ -178,8 +218,8 @@ def test_a_sunday_or_a_public_holiday_succeeds_with_zero_rows_and_says_so(resour
     result = run(resources, day=day)
     assert result.success
     raw = materialization(result, "flower_auction_raw", day)
-    assert raw["dagster/row_count"] == 0 and raw["auction"].startswith(reason)
-    assert materialization(result, "bidding_flowers", day)["dagster/row_count"] == 0
+    assert raw["dagster/partition_row_count"] == 0 and raw["auction"].startswith(reason)
+    assert materialization(result, "bidding_flowers", day)["dagster/partition_row_count"] == 0
     assert scalar(engine, "SELECT count(*) FROM bidding_flowers") == 0
     assert rows(engine, "SELECT table_name, status, fetched FROM sync_runs ORDER BY 1") == [
         ("bidding_flowers", "success", 0),
@@ -273,7 +313,7 @@ def test_a_month_backfill_is_one_run_writing_every_date_once(sim, resources, eng
             if e.event_specific_data.materialization.asset_key == dg.AssetKey(asset)
         } == {d.isoformat() for d in dates}
     for d in dates:
-        assert materialization(result, "bidding_flowers", d)["dagster/row_count"] == expected[d]
+        assert materialization(result, "bidding_flowers", d)["dagster/partition_row_count"] == expected[d]
     seollal = materialization(result, "flower_auction_raw", date(2026, 2, 17))
     assert seollal["auction"] == "no auction (public holiday: Korean New Year)"
     summary = materialization(result, "flower_auction_raw", last)

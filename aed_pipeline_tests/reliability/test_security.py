@@ -12,6 +12,7 @@ import gzip
 import os
 import re
 import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -38,6 +39,7 @@ from aed_pipeline.lib.egen_aed.records import TEXT_FIELD_COLUMNS
 from aed_pipeline.simulator import Simulator, SimulatorServer
 from aed_pipeline_tests.support.aed_support import AED_ASSETS, AedHarness, failure_messages
 from aed_pipeline_tests.support.helpers import AED_TABLES, FLOWER_TABLES, table_state
+from aed_pipeline_tests.support.ui_support import DEV_INSTANCE, free_port, readme_ui_command
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -457,15 +459,6 @@ def test_injection_strings_in_every_text_field_land_as_text_and_every_table_surv
 # --------------------------------------------------------------------------- 4. the UI binds to localhost
 
 
-def readme_ui_command() -> list[str]:
-    """The README's first command that starts the Dagster UI, as arguments (variables dropped)."""
-    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
-    first_block = readme.split("```bash", 1)[1].split("```", 1)[0]
-    [line] = [line for line in first_block.splitlines() if " dev " in line and not line.startswith("#")]
-    command = shlex.split(line.split("&&")[-1])
-    return [arg for arg in command if not re.fullmatch(r"[A-Z_]+=.*", arg)]
-
-
 def listening_addresses(port: int) -> set[str]:
     """The local addresses of the sockets listening on ``port`` (IPv4 and IPv6), from /proc/net."""
     found = set()
@@ -483,19 +476,19 @@ def listening_addresses(port: int) -> set[str]:
 
 def test_the_readme_ui_command_names_localhost_as_its_host() -> None:
     command = readme_ui_command()
-    assert command[0].endswith("dagster") and command[1] == "dev", command
+    assert Path(command[0]).name in {"dg", "dagster"} and command[1] == "dev", command
     assert command[command.index("-h") + 1] == "127.0.0.1"
 
 
 def test_the_readme_ui_command_listens_on_localhost_only(fresh_database_url, tmp_path) -> None:
     """The README's command started as written (another port): the UI's socket is bound to 127.0.0.1."""
     command = readme_ui_command()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    command[0] = str(Path(sys.executable).parent / "dagster")
+    port = free_port()
+    command[0] = str(Path(sys.executable).parent / Path(command[0]).name)  # `dg` or `dagster` of this venv
     command[command.index("-p") + 1] = str(port)
+    # The instance the README's DAGSTER_HOME holds, in a folder of its own.
     (tmp_path / "dagster_home").mkdir()
+    shutil.copy(DEV_INSTANCE, tmp_path / "dagster_home" / "dagster.yaml")
     env = {
         **os.environ,
         "DAGSTER_HOME": str(tmp_path / "dagster_home"),

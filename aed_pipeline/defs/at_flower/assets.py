@@ -16,10 +16,11 @@ import pandas as pd
 from pydantic import Field
 
 from aed_pipeline.defs.at_flower.partitions import flower_daily_partitions
-from aed_pipeline.defs.at_flower.reporting import OWNERS, by_group_name, examples, group_names, no_auction_note
+from aed_pipeline.defs.at_flower.reporting import by_group_name, examples, group_names, no_auction_note
 from aed_pipeline.defs.at_flower.resources import AtFlowerApiResource
 from aed_pipeline.defs.shared.failures import StepRetryConfig, retry_or_fail, warehouse_step
 from aed_pipeline.defs.shared.metadata import (
+    OWNERS,
     add_run_summary,
     bounded,
     column_schema,
@@ -35,7 +36,7 @@ from aed_pipeline.lib.at_flower.client import FLOWER_GUBN_NAMES
 from aed_pipeline.lib.at_flower.fetch import FLOWER_ARCHIVE_SOURCE, ArchivedFlowerDay, FlowerDaysFetch
 from aed_pipeline.lib.at_flower.records import VALID_COLUMNS, FlowerAuctionRows, ValidatedFlowerDay
 from aed_pipeline.lib.at_flower.source import AT_FLOWER
-from aed_pipeline.lib.at_flower.tables import PUBLIC_BIDDING_FLOWERS_COLUMNS, PUBLIC_TABLE
+from aed_pipeline.lib.at_flower.tables import PUBLIC_BIDDING_FLOWERS_COLUMNS, PUBLIC_TABLE, table_row_counts
 from aed_pipeline.lib.at_flower.validate import (
     BLOCKING_CHECKS,
     CHECK_DUPLICATE_KEYS,
@@ -157,7 +158,7 @@ def _report_archived_day(
 ) -> None:
     context.add_asset_metadata(
         {
-            "dagster/row_count": day.rows,
+            "dagster/partition_row_count": day.rows,
             "rows_by_group": by_group_name(day.rows_by_group()),
             "pages": day.pages,
             "bytes": day.bytes,
@@ -246,7 +247,8 @@ def public_bidding_flowers(
     """
     sale_dates = run_sale_dates(context)
     served = []
-    written = write_served_days(warehouse.engine(), raw_archive.archive(), sale_dates, run_id=context.run_id)
+    engine = warehouse.engine()
+    written = write_served_days(engine, raw_archive.archive(), sale_dates, run_id=context.run_id)
     for done, day in enumerate(written, start=1):
         served.append(day)
         _report_served_day(context, day)
@@ -256,13 +258,18 @@ def public_bidding_flowers(
             len(sale_dates),
             f"{day.sale_date.isoformat()}: {day.inserted} rows (replacing {day.deleted})",
         )
-    return dg.MaterializeResult(metadata=_report_served_run(context, sale_dates, served))
+    with engine.connect() as conn:
+        table_rows = table_row_counts(conn)[PUBLIC_TABLE]
+    # Each date's slice is its partition's row count; the whole table's is the run's.
+    return dg.MaterializeResult(
+        metadata={**_report_served_run(context, sale_dates, served), "dagster/row_count": table_rows}
+    )
 
 
 def _report_served_day(context: dg.AssetExecutionContext, day: ServedDay) -> None:
     context.add_asset_metadata(
         {
-            "dagster/row_count": day.inserted,
+            "dagster/partition_row_count": day.inserted,
             "rows_by_group": by_group_name(day.rows_by_group),
             "replaced_rows": day.deleted,
             "source": "+".join(sorted(day.origins)),
@@ -432,7 +439,7 @@ def _report_validated_day(
     key = day.sale_date.isoformat()
     context.add_asset_metadata(
         {
-            "dagster/row_count": len(day.rows),
+            "dagster/partition_row_count": len(day.rows),
             "served_rows": day.served,
             "rejected_rows": day.rejected,
             "blocking_checks": _verdict(day),

@@ -1,5 +1,5 @@
-"""What the flower assets share to report their runs: owners, the flower groups by name, the note
-of a day without an auction, frame examples. The source-neutral helpers (run dates, run summaries,
+"""What the flower assets share to report their runs: the flower groups by name, the note of a
+day without an auction, frame examples. The source-neutral helpers (run dates, run summaries,
 markdown tables) are in :mod:`aed_pipeline.defs.shared.metadata`. No definitions live here."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from aed_pipeline.defs.shared.metadata import markdown_table
 from aed_pipeline.lib.at_flower.calendar import non_auction_reason, weekday_name
 from aed_pipeline.lib.at_flower.client import FLOWER_GUBN_NAMES
 from aed_pipeline.lib.at_flower.fetch import ArchivedFlowerDay
+from aed_pipeline.lib.core.display import shown
 
-OWNERS = ["team:data-engineering"]
 #: Rows shown as examples in a check's or a table's metadata.
 EXAMPLES = 5
 
@@ -36,6 +36,7 @@ def no_auction_note(day: ArchivedFlowerDay) -> str:
 
 
 def examples(frame: pd.DataFrame) -> dg.MetadataValue:
-    """The first :data:`EXAMPLES` rows of ``frame`` as a markdown table, or ``none``."""
-    shown = frame.head(EXAMPLES).astype(str)
-    return dg.MetadataValue.md(markdown_table(list(shown.columns), shown.values.tolist()) if len(shown) else "none")
+    """The first :data:`EXAMPLES` rows of ``frame`` as a markdown table (a missing value as ``∅``), or ``none``."""
+    head = frame.head(EXAMPLES)
+    rows = [[shown(value) for value in row] for row in head.itertuples(index=False, name=None)]
+    return dg.MetadataValue.md(markdown_table([str(c) for c in head.columns], rows) if rows else "none")

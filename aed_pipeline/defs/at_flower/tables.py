@@ -6,11 +6,11 @@ from typing import Any
 import dagster as dg
 
 from aed_pipeline.defs.at_flower.partitions import flower_daily_partitions
-from aed_pipeline.defs.at_flower.reporting import OWNERS
 from aed_pipeline.defs.shared.failures import StepRetryConfig, warehouse_step
 from aed_pipeline.defs.shared.freshness import freshness_policy
 from aed_pipeline.defs.shared.io import per_partition
 from aed_pipeline.defs.shared.metadata import (
+    OWNERS,
     add_run_summary,
     bounded,
     column_schema,
@@ -32,6 +32,7 @@ from aed_pipeline.lib.at_flower.tables import (
     top_by_quantity,
 )
 from aed_pipeline.lib.at_flower.write.normalised import BlockedDays, WrittenBiddingDay, write_bidding_days
+from aed_pipeline.lib.core.display import shown
 from aed_pipeline.lib.core.kst import date_span
 
 VALIDATED = dg.AssetKey("flower_auction_validated")
@@ -59,6 +60,7 @@ def _table_spec(
 FLOWER_TYPES = dg.AssetKey("flower_types")
 FLOWERS = dg.AssetKey("flowers")
 BIDDING_FLOWERS = dg.AssetKey("bidding_flowers")
+TABLES = (FLOWER_TYPES, FLOWERS, BIDDING_FLOWERS)
 
 
 def _table_specs() -> list[dg.AssetSpec]:
@@ -87,12 +89,18 @@ def _table_specs() -> list[dg.AssetSpec]:
     ]
 
 
+# Subsettable, so that the UI may select any of the three (a range launched from the asset graph
+# is refused for a non-subsettable multi-asset: dagster-graphql 1.13 compares the keys' partition
+# subsets with `!=`, which TimeWindowPartitionsSubset does not define, so equal subsets can differ).
+# A run still writes all three tables of each date in one transaction, whatever was selected:
+# flowers reference flower_types and bidding_flowers reference flowers.
 @dg.multi_asset(
     name="flower_tables",
     specs=_table_specs(),
     ins={"validated": dg.AssetIn(VALIDATED)},
     partitions_def=flower_daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
+    can_subset=True,
 )
 @warehouse_step("writing flower_types, flowers and bidding_flowers")
 def flower_tables(context: dg.AssetExecutionContext, config: StepRetryConfig, validated, warehouse: WarehouseResource):
@@ -100,12 +108,21 @@ def flower_tables(context: dg.AssetExecutionContext, config: StepRetryConfig, va
 
     Dates go in ascending order, each in one transaction with its ``sync_runs`` row: new 품목 and
     품종 are upserted, and the date's ``bidding_flowers`` slice is brought to the validated rows
-    (inserted, updated, deleted; unchanged rows are not touched). A failure part-way keeps the
-    dates already written. A date whose validated frame failed a blocking check is never written,
-    even when this asset is materialised on its own later.
+    (inserted, updated, deleted; unchanged rows are not touched). The three tables are always
+    written together, also when only some of them are selected; only the selected ones are
+    reported as materialised. A failure part-way keeps the dates already written. A date whose
+    validated frame failed a blocking check is never written, even when this asset is
+    materialised on its own later.
     """
     engine = warehouse.engine()
     sale_dates = run_sale_dates(context)
+    selected = set(context.selected_asset_keys)
+    beyond = [key.to_user_string() for key in TABLES if key not in selected]
+    if beyond:
+        context.log.info(
+            f"writing {', '.join(beyond)} as well, beyond the selection: the three flower tables of a date are "
+            "written in one transaction"
+        )
     loaded = per_partition([d.isoformat() for d in sale_dates], validated)
     days: list[ValidatedFlowerDay] = [loaded[d.isoformat()] for d in sale_dates]
     try:
@@ -121,33 +138,41 @@ def flower_tables(context: dg.AssetExecutionContext, config: StepRetryConfig, va
     written = []
     for done, write in enumerate(writes, start=1):
         written.append(write)
-        _report_written_day(context, write, done, len(days))
+        _report_written_day(context, write, done, len(days), selected)
     with engine.connect() as conn:
         table_rows = table_row_counts(conn)
-    yield from _report_tables_run(context, sale_dates, written, table_rows)
+    results = _report_tables_run(context, sale_dates, written, table_rows, selected)
+    yield from (result for result in results if result.asset_key in selected)
 
 
-def _report_written_day(context: dg.AssetExecutionContext, write: WrittenBiddingDay, done: int, total: int) -> None:
+def _report_written_day(
+    context: dg.AssetExecutionContext, write: WrittenBiddingDay, done: int, total: int, selected: set[dg.AssetKey]
+) -> None:
     day, counts = write.day, write.counts
     key = day.sale_date.isoformat()
-    context.add_asset_metadata({"new_types": counts.new_types}, asset_key=FLOWER_TYPES, partition_key=key)
-    context.add_asset_metadata({"new_flowers": counts.new_flowers}, asset_key=FLOWERS, partition_key=key)
-    top = top_by_quantity(day.rows)
-    context.add_asset_metadata(
-        {
-            "dagster/row_count": counts.rows,
-            "rows_written": counts.written,
-            "inserted": counts.inserted,
-            "updated": counts.updated,
-            "deleted": counts.deleted,
-            "unchanged": counts.unchanged,
-            "rejected_rows": day.rejected,
-            "source": day.source,
-            "top_10_by_quantity": dg.MetadataValue.md(markdown_table(TOP_COLUMNS, top) if top else "no rows"),
-        },
-        asset_key=BIDDING_FLOWERS,
-        partition_key=key,
-    )
+    if FLOWER_TYPES in selected:
+        context.add_asset_metadata({"new_types": counts.new_types}, asset_key=FLOWER_TYPES, partition_key=key)
+    if FLOWERS in selected:
+        context.add_asset_metadata({"new_flowers": counts.new_flowers}, asset_key=FLOWERS, partition_key=key)
+    if BIDDING_FLOWERS in selected:
+        top = top_by_quantity(day.rows)
+        context.add_asset_metadata(
+            {
+                "dagster/partition_row_count": counts.rows,
+                "rows_written": counts.written,
+                "inserted": counts.inserted,
+                "updated": counts.updated,
+                "deleted": counts.deleted,
+                "unchanged": counts.unchanged,
+                "rejected_rows": day.rejected,
+                "source": day.source,
+                "top_10_by_quantity": dg.MetadataValue.md(
+                    markdown_table(TOP_COLUMNS, [[shown(v) for v in row] for row in top]) if top else "no rows"
+                ),
+            },
+            asset_key=BIDDING_FLOWERS,
+            partition_key=key,
+        )
     log_date(
         context,
         done,
@@ -162,8 +187,10 @@ def _report_tables_run(
     sale_dates: list[date],
     written: list[WrittenBiddingDay],
     table_rows: dict[str, int],
+    selected: set[dg.AssetKey],
 ) -> list[dg.MaterializeResult]:
-    """Attach the run's per-date table to the newest date of ``bidding_flowers``; each table's result."""
+    """Attach the run's per-date table to the newest date of ``bidding_flowers`` (when selected);
+    each table's result."""
     per_date = [
         [
             w.day.sale_date.isoformat(),
@@ -177,19 +204,20 @@ def _report_tables_run(
         ]
         for w in written
     ]
-    add_run_summary(
-        context,
-        sale_dates,
-        {
-            "run_rows_per_date": dg.MetadataValue.md(
-                markdown_table(
-                    ["sale date", "rows", "inserted", "updated", "deleted", "unchanged", "new 품목", "new 품종"],
-                    bounded(per_date, width=8),
+    if BIDDING_FLOWERS in selected:
+        add_run_summary(
+            context,
+            sale_dates,
+            {
+                "run_rows_per_date": dg.MetadataValue.md(
+                    markdown_table(
+                        ["sale date", "rows", "inserted", "updated", "deleted", "unchanged", "new 품목", "new 품종"],
+                        bounded(per_date, width=8),
+                    )
                 )
-            )
-        },
-        asset_key=BIDDING_FLOWERS,
-    )
+            },
+            asset_key=BIDDING_FLOWERS,
+        )
 
     def total(name: str) -> int:
         return sum(getattr(w.counts, name) for w in written)
@@ -216,6 +244,7 @@ def _report_tables_run(
                 "run_updated": total("updated"),
                 "run_deleted": total("deleted"),
                 "run_unchanged": total("unchanged"),
+                "dagster/row_count": table_rows["bidding_flowers"],
             },
         ),
     ]

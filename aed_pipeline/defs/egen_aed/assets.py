@@ -24,8 +24,10 @@ from aed_pipeline.defs.egen_aed.partitions import aed_daily_partitions
 from aed_pipeline.defs.egen_aed.resources import EgenApiResource
 from aed_pipeline.defs.shared.failures import StepRetryConfig, refused, retry_or_fail, warehouse_step
 from aed_pipeline.defs.shared.freshness import freshness_policy
+from aed_pipeline.defs.shared.metadata import OWNERS
 from aed_pipeline.defs.shared.partitions import MAX_RUNTIME_SECONDS, MAX_RUNTIME_TAG
 from aed_pipeline.defs.shared.resources import RawArchiveResource, WarehouseResource
+from aed_pipeline.lib.core.display import MISSING, is_missing, shown
 from aed_pipeline.lib.core.errors import SourceError
 from aed_pipeline.lib.core.sync_log import record_failed_sync, replace_rejected_records
 from aed_pipeline.lib.egen_aed.checks import IntegrityThresholds
@@ -112,6 +114,7 @@ def _partition_date(context: dg.AssetExecutionContext) -> date:
 @dg.asset(
     partitions_def=aed_daily_partitions,
     group_name=GROUP,
+    owners=OWNERS,
     kinds={"api", "xml"},
     pool=EGEN_API_POOL,
     backfill_policy=ONE_PARTITION_PER_RUN,
@@ -152,7 +155,9 @@ def aed_raw_snapshot(
             metadata={"source": egen_api.source},
         )
     except SnapshotUnavailable as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+        # from None: the sentence (which date, why, where the archive was looked in) is the whole
+        # failure; a chained traceback would bury it in the UI.
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
     manifest = fetch.manifest
     context.log.info("e-gen snapshot %s: %s", partition, snapshot_summary(manifest))
     return dg.MaterializeResult(
@@ -176,6 +181,7 @@ def aed_raw_snapshot(
 @dg.asset(
     partitions_def=aed_daily_partitions,
     group_name=GROUP,
+    owners=OWNERS,
     deps=[aed_raw_snapshot],
     kinds={"pandas", "pandera"},
     backfill_policy=ONE_PARTITION_PER_RUN,
@@ -207,7 +213,7 @@ def aed_validated(
             thresholds=config.thresholds(),
         )
     except SnapshotUnavailable as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+        raise dg.Failure(description=str(exc), allow_retries=False) from None  # the sentence is the failure
     snapshot = validation.snapshot
     with engine.begin() as conn:
         replace_rejected_records(
@@ -218,8 +224,8 @@ def aed_validated(
             rejected=validation.rejected,
         )
     examples = "\n".join(
-        f"- `{record.get('serialSeq', '?')}`: "
-        + ", ".join(f"{f['column']} {f['check']} ({f['value']!r})" for f in failures)
+        f"- `{shown(record.get('serialSeq'))}`: "
+        + ", ".join(f"{f['column']} {f['check']} ({_example_value(f['value'])})" for f in failures)
         for record, failures in validation.rejected[:10]
     )
     yield dg.Output(
@@ -269,6 +275,7 @@ POST_WRITE_CHECKS = {
 @dg.asset(
     partitions_def=aed_daily_partitions,
     group_name=GROUP,
+    owners=OWNERS,
     kinds={"postgres"},
     backfill_policy=ONE_PARTITION_PER_RUN,
     freshness_policy=freshness_policy(EGEN_AED),
@@ -300,7 +307,8 @@ def aed_data(
             reconcile=config.reconcile,
         )
     except (MissingDevicesGuardTripped, SnapshotRejected) as exc:
-        raise refused(exc) from exc
+        # from None: the refusal's sentence and its alert rule are the whole failure.
+        raise refused(exc) from None
     partition = aed_validated.partition_date
     figures = post_write_figures(engine, partition)
     valid_rows = aed_validated.valid
@@ -392,7 +400,12 @@ def change_report(result: AedSyncResult) -> str:
 
 
 def _cell(value: str | None) -> str:
-    return "∅" if value is None else value.replace("|", "\\|")
+    return shown(value).replace("|", "\\|")
+
+
+def _example_value(value: object) -> str:
+    """A rejected value as written in the examples: quoted as served, ``∅`` when there is none."""
+    return MISSING if is_missing(value) else repr(value)
 
 
 aed_sync_job = dg.define_asset_job(

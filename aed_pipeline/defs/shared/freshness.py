@@ -3,11 +3,12 @@
 Each source of the registry (``lib/sources.py``) names the asset that must hold the partition of
 every expected KST date by a deadline (e.g. ``aed_data`` by 07:00; ``bidding_flowers`` by
 ``AED_PIPELINE_FLOWER_DEADLINE`` on auction days). Open-source Dagster raises no alert when a
-``FreshnessPolicy`` is missed, so the sensor below does, once per late partition, through the alert sink.
+``FreshnessPolicy`` is missed, so the sensor below does, once per late partition, through the alert
+sink; a table is judged only from its first successful sync, so a fresh install raises nothing.
 """
 
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
@@ -43,12 +44,19 @@ def _materialized(instance: dg.DagsterInstance, asset: str, partition: str) -> b
     return bool(records)
 
 
+def _first_materialized_at(instance: dg.DagsterInstance, asset: str) -> datetime | None:
+    """When the asset was first materialised (its first successful sync), or None if never."""
+    records = instance.fetch_materializations(dg.AssetKey(asset), limit=1, ascending=True).records
+    return datetime.fromtimestamp(records[0].timestamp, UTC) if records else None
+
+
 def late_partitions(instance: dg.DagsterInstance, now: datetime, alerted: dict[str, str]) -> list[tuple[str, str, str]]:
     """(asset, partition, what) for each watched table whose due partition is missing and was not
-    alerted yet; ``alerted`` maps each asset to the newest partition already alerted."""
+    alerted yet; ``alerted`` maps each asset to the newest partition already alerted. A table is
+    judged only from its first materialisation on (nothing on a fresh install)."""
     late = []
     for rule in watched_rules():
-        due = rule.due_partition(now)
+        due = rule.judged_partition(now, _first_materialized_at(instance, rule.asset))
         if due is None or alerted.get(rule.asset, "") >= due.isoformat():
             continue
         if _materialized(instance, rule.asset, due.isoformat()):

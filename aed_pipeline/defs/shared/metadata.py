@@ -1,5 +1,6 @@
-"""What every source's assets use to report a run: its partition dates, per-date logging, run
-summaries attached once, markdown tables, column schemas. Source-neutral; no definitions live here."""
+"""What every source's assets use to describe themselves and report a run: their owners, the
+run's partition dates, per-date logging, run summaries attached once, markdown tables, column
+schemas. Source-neutral; no definitions live here."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from typing import Any
 
 import dagster as dg
 
+#: Who answers for every asset of the platform (the UI's *Owners*); one team for both sources.
+OWNERS = ["team:data-engineering"]
 #: Longest per-date table in a run's summary; a longer run lists its first and last dates (every
 #: date's own figures are in its partition's metadata).
 RUN_TABLE_MAX_DATES = 62

@@ -7,6 +7,7 @@ the run tags below are Dagster's, the same for every source.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import dagster as dg
 
@@ -15,12 +16,12 @@ from aed_pipeline.lib.core.kst import TIMEZONE_NAME
 KST = TIMEZONE_NAME
 
 
-def kst_daily_partitions(start_env: str, default_start: str) -> dg.DailyPartitionsDefinition:
+def kst_daily_partitions(start_env: str, default_start: str | Callable[[], str]) -> dg.DailyPartitionsDefinition:
     """One partition per KST date from the date in ``start_env`` (``YYYY-MM-DD``; ``default_start``
-    when unset) up to and including today's KST date (``end_offset=1``: today's data is served today)."""
-    return dg.DailyPartitionsDefinition(
-        start_date=os.environ.get(start_env) or default_start, timezone=KST, end_offset=1
-    )
+    when unset, called if it is a function) up to and including today's KST date (``end_offset=1``:
+    today's data is served today)."""
+    start = os.environ.get(start_env) or (default_start() if callable(default_start) else default_start)
+    return dg.DailyPartitionsDefinition(start_date=start, timezone=KST, end_offset=1)
 
 
 #: Dagster's run tags for the partition of a run, or the range of partitions of a single-run backfill.

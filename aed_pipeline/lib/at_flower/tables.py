@@ -169,14 +169,14 @@ def known_volumes(conn: Connection, first: date, last: date) -> dict[date, dict[
 
 
 def table_row_counts(conn: Connection) -> dict[str, int]:
-    """Rows in ``flower_types`` and ``flowers`` (both grow only)."""
-    return {
-        "flower_types": conn.execute(sa.text("SELECT count(*) FROM flower_types")).scalar_one(),
-        "flowers": conn.execute(sa.text("SELECT count(*) FROM flowers")).scalar_one(),
-    }
+    """Rows in each flower table (``public_bidding_flowers``, ``flower_types``, ``flowers``,
+    ``bidding_flowers``): the whole tables' ``dagster/row_count``."""
+    return {table: int(count) for table, count in conn.execute(_FLOWER_ROWS).tuples()}
 
 
-TOP_COLUMNS = ("품목", "품종", "등급", "quantity", "avg_price", "total_amount")
+# Each Korean header carries its English name: under a bare 등급 the UI squeezed the grades (특1,
+# 상 …) into a column one character wide.
+TOP_COLUMNS = ("품목 (item)", "품종 (variety)", "등급 (grade)", "quantity", "avg_price", "total_amount")
 # The typed frame's column for each of TOP_COLUMNS.
 _TOP_FRAME_COLUMNS = ("pum_name", "good_name", "lv_nm", "tot_qty", "avg_amt", "tot_amt")
 

@@ -161,6 +161,15 @@ class RawArchive:
         with FileLock((folder / LOCK_NAME).path):  # the local path, also of a file:// URL
             yield
 
+    def partitions(self, source: str) -> list[str]:
+        """The names of the partition folders archived for ``source``, ascending: one listing of its
+        folder, none when nothing was ever archived for it. A folder may hold no complete page set
+        (a fetch that failed leaves its folder behind): its manifests say."""
+        folder = self.root / source
+        if not folder.exists():
+            return []
+        return sorted(child.name for child in folder.iterdir())
+
     # -- manifests ---------------------------------------------------------------------
 
     def read_manifest(self, source: str, partition: str, page_set: str) -> PageSetManifest | None:

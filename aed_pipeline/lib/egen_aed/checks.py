@@ -19,6 +19,7 @@ import pyarrow
 import pyarrow.compute as pa_compute
 
 from aed_pipeline.lib.core.archive import PageSetManifest
+from aed_pipeline.lib.core.display import shown
 from aed_pipeline.lib.egen_aed.records import (
     CURRENT_SIDO_NAMES,
     KEY_COLUMNS,
@@ -129,7 +130,7 @@ class SnapshotTally:
         if len(self.outside_examples) < EXAMPLES:
             outside = frame.loc[~inside, ["equipment_serial", "latitude", "longitude"]].head(EXAMPLES)
             self.outside_examples += [
-                f"{r.equipment_serial} ({r.latitude}, {r.longitude})" for r in outside.itertuples()
+                f"{r.equipment_serial} ({shown(r.latitude)}, {shown(r.longitude)})" for r in outside.itertuples()
             ]
             del self.outside_examples[EXAMPLES:]
         pairs = frame[["sido", "gugun"]].dropna()

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Protocol
 
-from aed_pipeline.lib.core.archive import PageSetManifest, RawArchive, utc_now_iso
+from aed_pipeline.lib.core.archive import ArchiveError, PageSetManifest, RawArchive, utc_now_iso
 from aed_pipeline.lib.core.kst import kst_date
 from aed_pipeline.lib.egen_aed import SOURCE_NAME
 from aed_pipeline.lib.egen_aed.client import OPERATION_FULL_DOWN, EgenPage, page_count
@@ -126,7 +126,7 @@ def _fetch_snapshot(
         page = client.fetch_full_down_page(page_no)
         served_on = kst_date(page.served_at)
         if served_on != partition:
-            raise SnapshotUnavailable(_wrong_date_message(partition, served_on, manifest))
+            raise SnapshotUnavailable(_wrong_date_message(partition, served_on, manifest, location))
         if manifest.total_count is not None and page.total_count != manifest.total_count and not restarted:
             # The registry was refreshed between this fetch and the archived pages: their
             # boundaries no longer line up. Start over once, from this page's view.
@@ -157,15 +157,50 @@ def _fetch_snapshot(
     return SnapshotFetch(manifest, tuple(fetched), reused, location)
 
 
+def first_partition(archive: RawArchive, *, today: date | None = None) -> date:
+    """The first AED partition that can succeed: the earliest date whose snapshot is archived
+    complete, else ``today`` (today's KST date by default).
+
+    Only today's registry can be fetched, so a date before the archive begins could only ever
+    fail. The archive is listed once and the manifests read from the earliest date on until a
+    complete one is found (usually the first). An archive that cannot be listed (an object store
+    out of reach) gives today, with a warning: the partitions must load even then.
+    """
+    today = today or kst_date()
+    try:
+        names = archive.partitions(ARCHIVE_SOURCE)
+    except Exception as exc:  # each fsspec backend raises its own errors (s3fs: botocore's, not OSError)
+        logger.warning("the e-gen archive at %s cannot be listed (%s): AED partitions begin today", archive.root, exc)
+        return today
+    for name in names:
+        day = _date_or_none(name)
+        if day is None or day > today:
+            continue
+        try:
+            manifest = archive.read_manifest(ARCHIVE_SOURCE, name, PAGE_SET)
+        except (OSError, ArchiveError):
+            continue  # an unreadable manifest holds no snapshot a run could re-derive
+        if manifest is not None and manifest.complete:
+            return day
+    return today
+
+
+def _date_or_none(name: str) -> date | None:
+    try:
+        return date.fromisoformat(name)
+    except ValueError:
+        return None
+
+
 def _all_pages_there(manifest: PageSetManifest) -> bool:
     return manifest.expected_pages is not None and not manifest.missing_pages()
 
 
-def _wrong_date_message(partition: date, served_on: date, manifest: PageSetManifest) -> str:
+def _wrong_date_message(partition: date, served_on: date, manifest: PageSetManifest, location: str) -> str:
     have = (
-        f"the archive holds an incomplete snapshot for it ({snapshot_summary(manifest)})"
+        f"the archive at {location} holds an incomplete snapshot for it ({snapshot_summary(manifest)})"
         if manifest.pages
-        else "there is no archived snapshot for it"
+        else f"there is no archived snapshot for it at {location}"
     )
     return (
         f"cannot materialise e-gen AED partition {partition.isoformat()}: the e-gen API serves only the "

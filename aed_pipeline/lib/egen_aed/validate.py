@@ -160,7 +160,8 @@ def validate_archived_snapshot(
     manifest = archive.read_manifest(ARCHIVE_SOURCE, partition.isoformat(), PAGE_SET)
     if manifest is None or not manifest.pages:
         raise SnapshotUnavailable(
-            f"no archived e-gen snapshot for {partition.isoformat()}: materialise aed_raw_snapshot first"
+            f"no archived e-gen snapshot for {partition.isoformat()} at "
+            f"{archive.location(ARCHIVE_SOURCE, partition.isoformat(), PAGE_SET)}: materialise aed_raw_snapshot first"
         )
     digest = manifest.digest()
     key = validation_key(digest, health_centers)

@@ -4,7 +4,8 @@ Open-source Dagster shows a ``FreshnessPolicy`` in the UI but sends no alert of 
 platform's sensor asks, for each watched table, which KST date must be materialised by now and
 alerts when it is not. Each source of the registry says which asset, by when, and on which days
 (``lib/ops/source.py``): AED data every day by 07:00 KST; the flower prices by a configurable time,
-on auction days only (a Sunday or a public holiday has no sale to wait for).
+on auction days only (a Sunday or a public holiday has no sale to wait for). A table is judged only
+from its first successful sync on: a fresh install owes nothing yet.
 """
 
 from __future__ import annotations
@@ -38,6 +39,17 @@ class FreshnessRule:
                 return day
             day -= timedelta(days=1)
         return None
+
+    def judged_partition(self, now: datetime, first_synced: datetime | None) -> date | None:
+        """The due partition (:meth:`due_partition`) when the table is judged on it: only from its
+        first successful sync (``first_synced``) on. A table never synced (a fresh install) owes
+        nothing, nor does a date whose deadline had passed before the table was first synced."""
+        if first_synced is None:
+            return None
+        due = self.due_partition(now)
+        if due is None or self.deadline_of(due) < first_synced:
+            return None
+        return due
 
     def deadline_of(self, day: date) -> datetime:
         return datetime.combine(day, self.deadline, tzinfo=KST)

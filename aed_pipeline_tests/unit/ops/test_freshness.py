@@ -51,3 +51,19 @@ def test_a_malformed_deadline_is_refused_with_the_expected_form():
     assert parse_deadline(" 09:15 ") == dt.time(9, 15)
     with pytest.raises(ValueError, match="HH:MM"):
         parse_deadline("9 o'clock")
+
+
+def test_a_table_is_judged_only_from_its_first_sync():
+    rule = freshness_rule(EGEN_AED)
+    tuesday_noon_kst = _utc(2026, 3, 10, 3, 0)
+    # Never synced (a fresh install): nothing is due.
+    assert rule.judged_partition(tuesday_noon_kst, None) is None
+    # First synced on Monday: Tuesday's partition is due by Tuesday 07:00 KST as usual.
+    assert rule.judged_partition(tuesday_noon_kst, _utc(2026, 3, 9, 1, 0)) == dt.date(2026, 3, 10)
+    # First synced at 06:59 KST on Tuesday, before the deadline: judged.
+    assert rule.judged_partition(tuesday_noon_kst, _utc(2026, 3, 9, 21, 59)) == dt.date(2026, 3, 10)
+    # First synced at 10:00 KST on Tuesday, after the deadline had passed: Tuesday is not judged,
+    # Wednesday is.
+    first = _utc(2026, 3, 10, 1, 0)
+    assert rule.judged_partition(tuesday_noon_kst, first) is None
+    assert rule.judged_partition(_utc(2026, 3, 10, 22, 0), first) == dt.date(2026, 3, 11)

@@ -1,0 +1,34 @@
+"""Values written for people: a missing value reads ∅, in the AED and the flower check examples alike."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from aed_pipeline.defs.at_flower.reporting import examples
+from aed_pipeline.lib.core.display import MISSING, shown
+from aed_pipeline.lib.egen_aed.checks import KEY_COLUMNS, SnapshotTally
+
+
+def test_every_kind_of_missing_value_is_shown_as_the_empty_set_sign():
+    for missing in (None, float("nan"), np.float64("nan"), pd.NA, pd.NaT, "", "  "):
+        assert shown(missing) == MISSING == "∅"
+    assert [shown(v) for v in (0, "특1", 12.5, np.int64(3))] == ["0", "특1", "12.5", "3"]
+
+
+def test_devices_without_coordinates_are_examples_with_empty_set_coordinates():
+    frame = pd.DataFrame({column: ["x", "x"] for column in KEY_COLUMNS})
+    frame["equipment_serial"] = ["A-1", "A-2"]
+    frame["latitude"] = [np.nan, 10.0]
+    frame["longitude"] = [np.nan, 200.0]
+    frame["sido"], frame["gugun"] = ["서울특별시", "서울특별시"], ["종로구", "종로구"]
+    tally = SnapshotTally(known_pairs=set())
+    tally.add(frame)
+    assert tally.outside_examples == ["A-1 (∅, ∅)", "A-2 (10.0, 200.0)"]
+
+
+def test_flower_check_examples_show_missing_cells_as_the_empty_set_sign():
+    frame = pd.DataFrame({"품목": ["장미", None], "등급": ["", "상"], "avg": [np.nan, 1200.0]})
+    table = examples(frame).value
+    assert table.splitlines()[2:] == ["| 장미 | ∅ | ∅ |", "| ∅ | 상 | 1200.0 |"]
+    assert "nan" not in table and "None" not in table
