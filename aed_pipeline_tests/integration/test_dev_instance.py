@@ -1,5 +1,5 @@
 """The dev instance of README command (a), ``.dagster_home/dagster.yaml``: loaded as `dg dev` loads it,
-and the same as the production instance (deploy/dagster.yaml) in everything but its storage."""
+and the same as the production instance (deploy/dagster.yaml) in everything but its storage and run retries."""
 
 from __future__ import annotations
 
@@ -31,9 +31,11 @@ def test_the_dev_instance_queues_pools_and_watches_runs_on_sqlite(tmp_path: Path
     assert yaml.safe_load(DEV.read_text())["telemetry"] == {"enabled": False}
 
 
-def test_the_dev_instance_is_the_production_one_but_for_its_storage() -> None:
+def test_the_dev_instance_is_the_production_one_but_for_its_storage_and_run_retries() -> None:
     dev, deploy = yaml.safe_load(DEV.read_text()), yaml.safe_load(DEPLOY.read_text())
-    assert set(deploy) - set(dev) == {"storage"} and set(dev) <= set(deploy)
+    # No run retries on one machine: a dead run is in front of whoever launched it (and the retry
+    # daemon's first start on a new home warns, which README command (a) must not).
+    assert set(deploy) - set(dev) == {"storage", "run_retries"} and set(dev) <= set(deploy)
     for section in dev:
         assert dev[section] == deploy[section], section
 
