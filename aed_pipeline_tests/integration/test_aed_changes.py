@@ -1,16 +1,22 @@
 """The change feed, the sync plan and the checks before COMMIT, through Dagster, the simulator over
-localhost and the embedded PostgreSQL."""
+localhost and the embedded PostgreSQL; the feed on the command line and the documented queries."""
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import functools
+import io
+import json
 import re
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
+from aed_pipeline.cli import main as cli_main
 from aed_pipeline.defs.egen_aed import assets
+from aed_pipeline.lib.egen_aed.changes import FEED_COLUMNS
 from aed_pipeline.lib.egen_aed.write.apply import apply_snapshot
 from aed_pipeline_tests.support.aed_support import failure_messages, start_harness
 from aed_pipeline_tests.support.helpers import DATA_TABLES, table_state
@@ -18,6 +24,7 @@ from aed_pipeline_tests.support.helpers import DATA_TABLES, table_state
 DAY = dt.date(2026, 3, 2)
 NEXT = DAY + dt.timedelta(days=1)
 LATER = DAY + dt.timedelta(days=9)  # far enough for changed, new and removed devices among 3,000
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "aed-sync.md"
 #: Everything a plan must leave as it was: the data tables, the repairs and the run log.
 UNTOUCHED = (*DATA_TABLES, "aed_repairs", "sync_runs")
 #: What the plan's observation and the sync's materialisation of the same date agree on.
@@ -153,3 +160,49 @@ def test_a_failed_post_write_check_fails_the_run_with_its_examples_and_writes_no
             sa.text("SELECT status, error_type, error FROM sync_runs ORDER BY id DESC LIMIT 1")
         ).one()
     assert (status, error_type) == ("failed", "PostWriteChecksFailed") and "active_rows_match_snapshot" in error
+
+
+def _feed(engine, since: dt.date) -> list[dict]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                f"SELECT {', '.join(FEED_COLUMNS)} FROM aed_changes WHERE snapshot_date >= :d "
+                "ORDER BY snapshot_date, equipment_serial, change_type"
+            ),
+            {"d": since},
+        ).mappings()
+        return [dict(r) for r in rows]
+
+
+def test_the_feed_names_each_run_and_the_command_line_streams_it_as_csv_and_jsonl(small, monkeypatch, capsys):
+    days = [DAY + dt.timedelta(days=n) for n in range(3)]
+    runs = {}
+    for day in days:
+        result = small.materialize(day)
+        assert result.success, failure_messages(result)
+        runs[day] = result.run_id
+        assert small.metadata(result, "aed_data")["change_feed"][day.isoformat()]
+    feed = _feed(small.engine, days[1])
+    assert feed and {(r["snapshot_date"], r["run_id"]) for r in feed} == {(d, runs[d]) for d in days[1:]}
+    assert {r["previous_date"] for r in feed if r["snapshot_date"] == days[2]} == {days[1]}
+
+    monkeypatch.setenv("AED_PIPELINE_DATABASE_URL", small.database_url)
+    assert cli_main(["aed", "changes", "--since", days[1].isoformat(), "--format", "jsonl"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    expected = [json.loads(json.dumps(r, ensure_ascii=False, default=str)) for r in feed]
+    assert [json.loads(line) for line in lines] == expected
+
+    assert cli_main(["aed", "changes", "--since", days[2].isoformat(), "--until", days[2].isoformat()]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    on_day = [r for r in expected if r["snapshot_date"] == days[2].isoformat()]
+    assert [r["equipment_serial"] for r in rows] == [r["equipment_serial"] for r in on_day]
+    assert [json.loads(r["changed_columns"]) for r in rows] == [r["changed_columns"] for r in on_day]
+    assert [json.loads(r["after"] or "null") for r in rows] == [r["after"] for r in on_day]
+    assert cli_main(["aed", "changes", "--since", days[2].isoformat(), "--until", days[0].isoformat()]) == 2
+
+    # The documented queries run as written (counted in the database: psycopg reads no 24:00 time).
+    blocks = re.findall(r"```sql\n(.*?);\n```", DOCS.read_text(encoding="utf-8"), flags=re.DOTALL)
+    assert len(blocks) >= 4
+    with small.engine.connect() as conn:
+        counts = [conn.exec_driver_sql(f"SELECT count(*) FROM ({block}) q").scalar_one() for block in blocks]
+    assert counts[0] and counts[1]  # the registry and the changes of 2026-03-03, one of the days synced
