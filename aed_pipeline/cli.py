@@ -6,12 +6,16 @@ aed-pipeline db url                print the database URL in use, password redac
 aed-pipeline db stop               stop the embedded PostgreSQL (it otherwise keeps running)
 aed-pipeline simulator serve       serve both simulated APIs over HTTP on localhost
 aed-pipeline metrics serve         serve the Prometheus metrics of both syncs on /metrics
+aed-pipeline aed changes --since DATE [--until DATE] [--format csv|jsonl]
+                                   write the AED change feed (aed_changes) of those dates to stdout
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime
+import json
 import logging
 import sys
 
@@ -79,6 +83,49 @@ def _metrics_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _aed_changes(args: argparse.Namespace) -> int:
+    import sqlalchemy as sa
+
+    from aed_pipeline.lib.egen_aed.changes import FEED_COLUMNS, stream_changes
+
+    if args.until is not None and args.until < args.since:
+        print(f"--until {args.until} is before --since {args.since}", file=sys.stderr)
+        return 2
+    # A plain engine, like the db commands: reading the feed never migrates the schema.
+    engine = create_warehouse_engine(_database_url())
+    out = sys.stdout
+    writer = csv.writer(out, lineterminator="\n")
+    if args.format == "csv":
+        writer.writerow(FEED_COLUMNS)
+    try:
+        with engine.connect() as conn:
+            for change in stream_changes(conn, args.since, args.until):
+                if args.format == "csv":
+                    writer.writerow([_csv_cell(change[column]) for column in FEED_COLUMNS])
+                else:
+                    out.write(json.dumps(change, ensure_ascii=False, default=str) + "\n")
+            out.flush()
+    except sa.exc.ProgrammingError as exc:
+        if "aed_changes" not in str(exc):
+            raise
+        print("the warehouse has no change feed yet (aed_changes): run `aed-pipeline db upgrade`", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # the reader stopped early (e.g. `| head`): not an error of ours
+        sys.stdout = None  # type: ignore[assignment]  # nothing more can be written (not even at exit)
+    finally:
+        engine.dispose()
+    return 0
+
+
+def _csv_cell(value: object) -> object:
+    """A CSV cell: dates as ISO text, the column list and the values as JSON, NULL as empty."""
+    if value is None:
+        return ""
+    if isinstance(value, list | dict):
+        return json.dumps(value, ensure_ascii=False)
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aed-pipeline", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -116,6 +163,21 @@ def build_parser() -> argparse.ArgumentParser:
     metrics_serve.add_argument("--host", default="127.0.0.1")
     metrics_serve.add_argument("--port", type=int, default=9464, help="0: any free port (printed)")
     metrics_serve.set_defaults(handler=_metrics_serve)
+
+    aed = commands.add_parser("aed", help="the e-gen AED registry").add_subparsers(dest="aed_command", required=True)
+    changes = aed.add_parser(
+        "changes",
+        help="write the change feed (aed_changes) of the snapshot dates since DATE to stdout",
+        description="One row per device change between consecutive applied snapshots, by snapshot date and "
+        "serial: the change type (baseline, new, changed, removed, revived, repaired), the changed columns and "
+        "their values before and after (JSON). Streamed as PostgreSQL sends it.",
+    )
+    changes.add_argument("--since", type=datetime.date.fromisoformat, required=True, help="first snapshot date")
+    changes.add_argument(
+        "--until", type=datetime.date.fromisoformat, default=None, help="last snapshot date (default: the newest)"
+    )
+    changes.add_argument("--format", choices=("csv", "jsonl"), default="csv")
+    changes.set_defaults(handler=_aed_changes)
     return parser
 
 

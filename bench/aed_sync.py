@@ -11,9 +11,12 @@ go to a temporary folder. Each mode runs in a fresh child process (peak RSS is t
 * `baseline`:  imports the pipeline and builds the resources, materialises nothing;
 * `full`:      aed_raw_snapshot → aed_validated → aed_data for the date, from an empty database;
 * `unchanged`: the same partition again (the archived snapshot is reused; zero rows written);
+* `daily`:     the next date's partition (a second simulator server, pinned to the day after): the
+               simulator's day-to-day changes (~0.2 % of the devices edited, a few added and removed);
 * `floor`:     the same validated rows loaded the least costly way (`bench/aed_floor.py`): a psycopg
                COPY into a temporary table plus one INSERT … ON CONFLICT DO UPDATE … WHERE … IS
-               DISTINCT FROM into an empty copy of aed_data. The rows are read before the clock starts.
+               DISTINCT FROM into an empty copy of aed_data; then the same again (an unchanged day),
+               then the next date's rows (a daily diff). The rows are read before the clock starts.
 
 Per-step seconds come from Dagster's own step events; `db s` is the time inside `apply_snapshot`'s
 transaction (staging COPY, guard, diff, closed versions, sync log; reported by aed_data as
@@ -24,6 +27,7 @@ share of `raw s` that is the outside world generating and serving its pages).
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import resource
@@ -37,18 +41,21 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from egen_fetch import _free_port, _wait_for
 
-MODES = ("baseline", "full", "unchanged", "floor")
+MODES = ("baseline", "full", "unchanged", "daily", "floor")
 REFERENCE_COUNT = 81464
 
 
-def _child(mode: str, base_url: str, database_url: str, work: str, day: str, rows_file: str | None) -> None:
+def _child(
+    mode: str, base_url: str, database_url: str, work: str, day: str, rows_file: str | None, next_rows_file: str | None
+) -> None:
     if mode == "floor":
         from aed_floor import measure_floor
 
         from aed_pipeline.lib.egen_aed.rows import read_device_rows
 
         rows = list(read_device_rows(rows_file))
-        figures = measure_floor(database_url.replace("postgresql+psycopg://", "postgresql://"), rows)
+        next_rows = list(read_device_rows(next_rows_file)) if next_rows_file else None
+        figures = measure_floor(database_url.replace("postgresql+psycopg://", "postgresql://"), rows, next_rows)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps({"mode": mode, "rows": len(rows), **figures, "rss_peak_mib": peak}))
         return
@@ -118,18 +125,36 @@ def run_set(count: int, day: str) -> dict[str, dict]:
     database = f"bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(server_pg.conninfo("postgres"), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{database}"')
-    port = _free_port()
     cli = Path(sys.executable).parent / "aed-pipeline"
-    server = subprocess.Popen(
-        [str(cli), "simulator", "serve", "--port", str(port), "--aed-count", str(count), "--today", day],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    next_day = (dt.date.fromisoformat(day) + dt.timedelta(days=1)).isoformat()
+    servers, ports = [], []
+    for served in (day, next_day):  # the simulator of the date, and of the day after it (mode daily)
+        ports.append(_free_port())
+        servers.append(
+            subprocess.Popen(
+                [
+                    str(cli),
+                    "simulator",
+                    "serve",
+                    "--port",
+                    str(ports[-1]),
+                    "--aed-count",
+                    str(count),
+                    "--today",
+                    served,
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
     results: dict[str, dict] = {}
     try:
-        _wait_for(port)
-        base_url = f"http://127.0.0.1:{port}/B552657/AEDInfoInqireService"
+        for port in ports:
+            _wait_for(port)
         for mode in MODES:
+            daily = mode == "daily"
+            server = servers[daily]
+            base_url = f"http://127.0.0.1:{ports[daily]}/B552657/AEDInfoInqireService"
             command = [
                 sys.executable,
                 __file__,
@@ -142,10 +167,15 @@ def run_set(count: int, day: str) -> dict[str, dict]:
                 "--work",
                 str(work),
                 "--today",
-                day,
+                next_day if daily else day,
             ]
             if mode == "floor":
-                command += ["--rows-file", results["full"]["rows_file"]]
+                command += [
+                    "--rows-file",
+                    results["full"]["rows_file"],
+                    "--next-rows-file",
+                    results["daily"]["rows_file"],
+                ]
             server_cpu = _cpu_seconds(server.pid)
             load = _load()
             out = subprocess.run(command, capture_output=True, text=True, check=True, env=env).stdout
@@ -155,8 +185,9 @@ def run_set(count: int, day: str) -> dict[str, dict]:
             results[mode] = r
             _print_row(count, r)
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        for server in servers:
+            server.terminate()
+            server.wait(timeout=10)
         stop_embedded_postgres(work / "home")
     floor, full = results["floor"], results["full"]
     print(
@@ -169,6 +200,13 @@ def run_set(count: int, day: str) -> dict[str, dict]:
         f"{count:>8}  unchanged day: floor (COPY + upsert writing nothing) {floor['unchanged_floor_s']:.2f} s; "
         f"sync database phase {unchanged['database_seconds']:.2f} s = "
         f"{unchanged['database_seconds'] / floor['unchanged_floor_s']:.2f}x"
+    )
+    daily = results["daily"]
+    written = sum(daily[k] for k in ("inserted", "updated", "deleted", "revived"))
+    print(
+        f"{count:>8}  daily diff ({written} devices written): floor (COPY + upsert of the next day's rows) "
+        f"{floor['daily_floor_s']:.2f} s; sync database phase {daily['database_seconds']:.2f} s = "
+        f"{daily['database_seconds'] / floor['daily_floor_s']:.2f}x"
     )
     return results
 
@@ -212,9 +250,10 @@ def main() -> None:
     parser.add_argument("--database-url", help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
     parser.add_argument("--rows-file", help=argparse.SUPPRESS)
+    parser.add_argument("--next-rows-file", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        _child(args.child, args.base_url, args.database_url, args.work, args.today, args.rows_file)
+        _child(args.child, args.base_url, args.database_url, args.work, args.today, args.rows_file, args.next_rows_file)
         return
 
     print(f"command: {' '.join([os.path.relpath(sys.executable), *sys.argv])}")
@@ -225,7 +264,7 @@ def main() -> None:
         small, large = sets[REFERENCE_COUNT], sets[args.aed_count]
         scale = args.aed_count / REFERENCE_COUNT
         print(f"\n{args.aed_count} vs {REFERENCE_COUNT} devices ({scale:g}x the data):")
-        for mode in ("full", "unchanged"):
+        for mode in ("full", "unchanged", "daily"):
             print(
                 f"  {mode:<10} time {large[mode]['wall_s'] / small[mode]['wall_s']:.2f}x   "
                 f"peak memory {large[mode]['rss_peak_mib'] / small[mode]['rss_peak_mib']:.2f}x   "

@@ -86,6 +86,24 @@ def test_reconciliation_repairs_rows_edited_by_hand_that_the_daily_diff_cannot_s
     assert repaired["latitude"] == served["latitude"]
     ghost = _row(engine, "GHOST-0001")
     assert ghost["deleted_at"] is not None and ghost["operation_status"] == "removed"
+    # The repair made no version; it is in the change feed, with the run that made it.
+    with engine.connect() as conn:
+        repairs = conn.execute(
+            sa.text(
+                "SELECT snapshot_date, run_id, equipment_serial, changed_columns, before, after FROM aed_changes "
+                "WHERE change_type = 'repaired'"
+            )
+        ).all()
+    assert repairs == [
+        (
+            DAY,
+            result.run_id,
+            edited,
+            ["installation_address", "latitude"],
+            {"installation_address": "edited by hand", "latitude": 0},
+            {"installation_address": served["installation_address"], "latitude": served["latitude"]},
+        )
+    ]
     with engine.connect() as conn:
         analyzed = conn.execute(
             sa.text("SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'aed_data'")

@@ -33,6 +33,7 @@ from aed_pipeline.lib.at_flower.source import AT_FLOWER
 from aed_pipeline.lib.core.kst import kst_date, kst_midnight
 from aed_pipeline.lib.core.sync_log import sync_run
 from aed_pipeline.lib.core.warehouse import warehouse_engine
+from aed_pipeline.lib.egen_aed.changes import CHANGE_TYPES
 from aed_pipeline.lib.egen_aed.source import EGEN_AED
 from aed_pipeline.lib.egen_aed.write.types import MissingDevicesGuardTripped
 from aed_pipeline.lib.ops.metrics import DURATION_BUCKETS, RECORD_STATUSES, MetricsServer
@@ -260,6 +261,16 @@ def test_warehouse_gauges_match_the_tables(scraped, synced_engine) -> None:
     newest = AED_DAY + timedelta(days=1)
     assert value(scraped, "edgen_aed_newest_snapshot_timestamp") == kst_midnight(newest)
     assert value(scraped, "edgen_aed_newest_snapshot_age_days") == (kst_date() - newest).days
+    changes = dict(
+        query(
+            synced_engine,
+            "SELECT change_type, count(*) FROM aed_changes WHERE snapshot_date = "
+            "(SELECT max(partition_date) FROM aed_snapshots) GROUP BY 1",
+        )
+    )
+    assert changes.get("changed")  # the second day changed devices
+    for change_type in CHANGE_TYPES:
+        assert value(scraped, "edgen_aed_newest_snapshot_changes", type=change_type) == changes.get(change_type, 0)
     for table in ("public_bidding_flowers", "flower_types", "flowers", "bidding_flowers"):
         [(rows,)] = query(synced_engine, f"SELECT count(*) FROM {table}")
         assert value(scraped, "flower_rows", table=table) == rows > 0

@@ -10,7 +10,13 @@ from typing import Any
 import dagster as dg
 from sqlalchemy.engine import Engine
 
-from aed_pipeline.defs.egen_aed.assets import aed_data, aed_raw_snapshot, aed_validated
+from aed_pipeline.defs.egen_aed.assets import (
+    PLAN_RUN_CONFIG,
+    aed_data,
+    aed_raw_snapshot,
+    aed_sync_plan_job,
+    aed_validated,
+)
 from aed_pipeline.defs.egen_aed.resources import EgenApiResource
 from aed_pipeline.defs.shared.io import PartitionedPickleIOManager
 from aed_pipeline.defs.shared.resources import RawArchiveResource, WarehouseResource
@@ -68,6 +74,24 @@ class AedHarness:
             run_config=run_config or {},
             raise_on_error=False,
         )
+
+    def plan(
+        self, day: dt.date, *, run_config: dict | None = None, move_clock: bool = True
+    ) -> dg.ExecuteInProcessResult:
+        """Run the job ``aed_sync_plan`` for ``day``; ``run_config`` is merged into its own (``plan: true``)."""
+        if move_clock:
+            self.sim.today = day
+        config = {"ops": {**(run_config or {}).get("ops", {})}}
+        data = config["ops"].setdefault("aed_data", {})
+        data["config"] = {**data.get("config", {}), **PLAN_RUN_CONFIG["ops"]["aed_data"]["config"]}
+        definitions = dg.Definitions(assets=AED_ASSETS, jobs=[aed_sync_plan_job], resources=self.resources)
+        job = definitions.resolve_job_def(aed_sync_plan_job.name)
+        return job.execute_in_process(partition_key=day.isoformat(), run_config=config, raise_on_error=False)
+
+    def observation(self, result: dg.ExecuteInProcessResult, asset: str) -> dict[str, Any]:
+        """The metadata of the one observation of ``asset`` in a run."""
+        [event] = [e for e in result.all_events if e.is_asset_observation and e.asset_key.to_user_string() == asset]
+        return {k: v.value for k, v in event.event_specific_data.asset_observation.metadata.items()}
 
     def metadata(self, result: dg.ExecuteInProcessResult, asset: str) -> dict[str, Any]:
         for event in result.get_asset_materialization_events():

@@ -21,10 +21,11 @@ import dagster as dg
 from pydantic import Field
 
 from aed_pipeline.defs.egen_aed.partitions import aed_daily_partitions
+from aed_pipeline.defs.egen_aed.reporting import check_results, log_line, plan_metadata, sync_metadata
 from aed_pipeline.defs.egen_aed.resources import EgenApiResource
 from aed_pipeline.defs.shared.failures import StepRetryConfig, refused, retry_or_fail, warehouse_step
 from aed_pipeline.defs.shared.freshness import freshness_policy
-from aed_pipeline.defs.shared.metadata import OWNERS
+from aed_pipeline.defs.shared.metadata import OWNERS, column_schema
 from aed_pipeline.defs.shared.partitions import MAX_RUNTIME_SECONDS, MAX_RUNTIME_TAG
 from aed_pipeline.defs.shared.resources import RawArchiveResource, WarehouseResource
 from aed_pipeline.lib.core.display import MISSING, is_missing, shown
@@ -34,18 +35,21 @@ from aed_pipeline.lib.egen_aed.checks import IntegrityThresholds
 from aed_pipeline.lib.egen_aed.fetch import SnapshotUnavailable, fetch_snapshot, snapshot_summary
 from aed_pipeline.lib.egen_aed.source import EGEN_AED
 from aed_pipeline.lib.egen_aed.tables import (
+    AED_CHANGES_COLUMNS,
     AED_DATA_COLUMNS,
     AED_DATA_KEY,
+    AED_REPAIRS_COLUMNS,
     health_center_lookup,
-    post_write_figures,
     previous_snapshot,
 )
 from aed_pipeline.lib.egen_aed.validate import BLOCKING_CHECKS, ValidatedAedSnapshot, validate_archived_snapshot
 from aed_pipeline.lib.egen_aed.write.apply import apply_snapshot
+from aed_pipeline.lib.egen_aed.write.audit import POST_WRITE_CHECKS
 from aed_pipeline.lib.egen_aed.write.types import (
     DEFAULT_MISSING_DEVICES_GUARD,
-    AedSyncResult,
+    PLAN_JOB,
     MissingDevicesGuardTripped,
+    PostWriteChecksFailed,
     SnapshotRejected,
 )
 
@@ -99,6 +103,12 @@ class AedDataConfig(StepRetryConfig):
     missing_devices_guard: float = Field(
         default=DEFAULT_MISSING_DEVICES_GUARD,
         description="Largest share of active devices that may vanish in one sync; above it nothing is written.",
+    )
+    plan: bool = Field(
+        default=False,
+        description="Only show what the sync would write (the job aed_sync_plan sets it): the whole apply, the "
+        "guard (reporting, not stopping), the diff, the change feed's rows and the post-write checks, in a "
+        "transaction that is rolled back; reported as an observation of aed_data, nothing materialised.",
     )
     reconcile: bool = Field(
         default=False,
@@ -264,31 +274,37 @@ AED_DATA_SCHEMA = dg.TableSchema(
         for name, type_, text in AED_DATA_COLUMNS
     ]
 )
-
-POST_WRITE_CHECKS = {
-    "active_rows_match_snapshot": "aed_data's active rows (and the versions valid on the date) = the validated rows.",
-    "health_centers_exist": "Every jurisdiction_health_center exists in health_centers.",
-    "serials_unique_in_table": "equipment_serial is unique in aed_data.",
-}
+AED_DATA = dg.AssetKey("aed_data")
 
 
-@dg.asset(
-    partitions_def=aed_daily_partitions,
-    group_name=GROUP,
-    owners=OWNERS,
-    kinds={"postgres"},
-    backfill_policy=ONE_PARTITION_PER_RUN,
-    freshness_policy=freshness_policy(EGEN_AED),
-    check_specs=[
-        dg.AssetCheckSpec(name, asset="aed_data", description=text) for name, text in POST_WRITE_CHECKS.items()
+# A multi-asset of one table so that a plan can leave aed_data and its checks unmaterialised
+# (can_subset: the outputs are optional); the checks hold the write back, so they are blocking.
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            AED_DATA,
+            deps=[aed_validated],
+            group_name=GROUP,
+            owners=OWNERS,
+            kinds={"postgres"},
+            freshness_policy=freshness_policy(EGEN_AED),
+            metadata={"dagster/column_schema": AED_DATA_SCHEMA, "dagster/table_name": "public.aed_data"},
+            description=(
+                "The current e-gen AED registry, one row per device, diff-applied in one transaction (insert, "
+                "update, soft-delete, revive; unchanged rows untouched); the versions it ends go to "
+                "aed_data_history (every version: view aed_data_versions). An older partition only re-derives "
+                "that day's history. The checks are judged inside the transaction: a failure rolls it back. "
+                "With config plan (job aed_sync_plan) it only reports what it would write."
+            ),
+        )
     ],
-    metadata={"dagster/column_schema": AED_DATA_SCHEMA, "dagster/table_name": "public.aed_data"},
-    description=(
-        "The current e-gen AED registry, one row per device, diff-applied in one transaction (insert, update, "
-        "soft-delete, revive; unchanged rows untouched); the versions it ends go to aed_data_history "
-        "(every version: view aed_data_versions). "
-        "An older partition only re-derives that day's history."
-    ),
+    partitions_def=aed_daily_partitions,
+    backfill_policy=ONE_PARTITION_PER_RUN,
+    can_subset=True,
+    check_specs=[
+        dg.AssetCheckSpec(name, asset=AED_DATA, blocking=True, description=text)
+        for name, text in POST_WRITE_CHECKS.items()
+    ],
 )
 @warehouse_step("applying the validated e-gen snapshot to aed_data")
 def aed_data(
@@ -296,111 +312,49 @@ def aed_data(
     config: AedDataConfig,
     aed_validated: ValidatedAedSnapshot,
     warehouse: WarehouseResource,
-) -> dg.MaterializeResult:
-    engine = warehouse.engine()
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    if AED_DATA not in context.selected_asset_keys:
+        raise dg.Failure(
+            description="the checks of aed_data are judged inside its write's transaction: materialise aed_data "
+            f"(or see what it would write with the job {PLAN_JOB}) to evaluate them",
+            allow_retries=False,
+        )
+    partition = aed_validated.partition_date
     try:
         result = apply_snapshot(
-            engine,
+            warehouse.engine(),
             aed_validated,
             run_id=context.run_id,
             missing_devices_guard=config.missing_devices_guard,
             reconcile=config.reconcile,
+            plan=config.plan,
         )
+    except PostWriteChecksFailed as exc:
+        yield from check_results(exc.checks)  # reported on aed_data, then the step fails
+        raise refused(exc) from exc
     except (MissingDevicesGuardTripped, SnapshotRejected) as exc:
         # from None: the refusal's sentence and its alert rule are the whole failure.
         raise refused(exc) from None
-    partition = aed_validated.partition_date
-    figures = post_write_figures(engine, partition)
-    valid_rows = aed_validated.valid
-    active_ok = figures.versions_on_date == valid_rows and (
-        result.mode != "current" or figures.active_rows == valid_rows
-    )
-    context.log.info(
-        "aed_data %s (%s): %d inserted, %d updated, %d deleted, %d revived, %d unchanged",
-        partition,
-        result.mode,
-        result.inserted,
-        result.updated,
-        result.deleted,
-        result.revived,
-        result.unchanged,
-    )
-    return dg.MaterializeResult(
+    if result.planned:
+        context.log_event(
+            dg.AssetObservation(
+                asset_key=AED_DATA,
+                partition=context.partition_key,
+                metadata=plan_metadata(result, aed_validated, config.reconcile),
+            )
+        )
+        context.log.info(log_line(result, partition))
+        return
+    context.log.info(log_line(result, partition))
+    yield dg.MaterializeResult(
+        asset_key=AED_DATA,
         metadata={
-            "source": aed_validated.origin,
-            "mode": result.mode,
-            "inserted": result.inserted,
-            "updated": result.updated,
-            "deleted": result.deleted,
-            "revived": result.revived,
-            "unchanged": result.unchanged,
-            "reconciled": config.reconcile,
-            "drift_repaired": result.drifted,
-            "rejected_rows": aed_validated.rejected,
-            "history_versions_opened": result.history_opened,
-            "history_versions_closed": result.history_closed,
-            "dagster/row_count": figures.active_rows,
+            **sync_metadata(result, aed_validated, config.reconcile),
+            "dagster/row_count": result.active_rows,
             "duration_seconds": round(result.duration_seconds, 3),
-            "database_seconds": round(result.database_seconds, 3),
-            "staging_copy_seconds": round(result.stage_seconds, 3),
-            "newest_applied_partition": str(result.newest_applied),
-            "changes": dg.MetadataValue.md(change_report(result)),
         },
-        check_results=[
-            dg.AssetCheckResult(
-                check_name="active_rows_match_snapshot",
-                passed=active_ok,
-                severity=dg.AssetCheckSeverity.ERROR,
-                metadata={
-                    "validated_rows": valid_rows,
-                    "active_rows": figures.active_rows,
-                    "versions_on_date": figures.versions_on_date,
-                    "mode": result.mode,
-                },
-            ),
-            dg.AssetCheckResult(
-                check_name="health_centers_exist",
-                passed=figures.unknown_health_centers == 0,
-                severity=dg.AssetCheckSeverity.ERROR,
-                metadata={"rows_with_unknown_health_center": figures.unknown_health_centers},
-            ),
-            dg.AssetCheckResult(
-                check_name="serials_unique_in_table",
-                passed=figures.duplicate_serials == 0,
-                severity=dg.AssetCheckSeverity.ERROR,
-                metadata={"duplicate_serials": figures.duplicate_serials},
-            ),
-        ],
+        check_results=check_results(result.checks),
     )
-
-
-def change_report(result: AedSyncResult) -> str:
-    """A readable markdown account of what changed: field by field for a sample of the updates."""
-    lines = [
-        f"**{result.inserted}** inserted · **{result.updated}** updated · **{result.deleted}** deleted · "
-        f"**{result.revived}** revived · **{result.unchanged}** unchanged ({result.mode})"
-    ]
-    if result.changes:
-        lines += ["", "| device | field | old → new |", "|---|---|---|"]
-        lines += [f"| `{c.equipment_serial}` | {c.column} | {_cell(c.old)} → {_cell(c.new)} |" for c in result.changes]
-    if result.drift:
-        lines += [
-            "",
-            f"Drift repaired by the reconciliation (**{result.drifted}** rows edited outside the sync, sample):",
-            "",
-            "| device | field | stored → snapshot |",
-            "|---|---|---|",
-        ]
-        lines += [f"| `{c.equipment_serial}` | {c.column} | {_cell(c.old)} → {_cell(c.new)} |" for c in result.drift]
-    if result.inserted_examples:
-        lines += ["", "New devices (sample): " + ", ".join(f"`{s}`" for s in result.inserted_examples)]
-    if result.deleted_examples:
-        lines += ["", "Removed devices (sample): " + ", ".join(f"`{s}`" for s in result.deleted_examples)]
-    return "\n".join(lines)
-
-
-def _cell(value: str | None) -> str:
-    return shown(value).replace("|", "\\|")
 
 
 def _example_value(value: object) -> str:
@@ -415,4 +369,43 @@ aed_sync_job = dg.define_asset_job(
     executor_def=dg.in_process_executor,
     tags={MAX_RUNTIME_TAG: str(MAX_RUNTIME_SECONDS)},
     description="The e-gen AED chain for one KST date: fetch (or reuse) the snapshot, validate, apply.",
+)
+
+#: The run config that makes ``aed_data`` a plan (see :class:`AedDataConfig`).
+PLAN_RUN_CONFIG = {"ops": {"aed_data": {"config": {"plan": True}}}}
+
+# The same chain, the same steps: aed_data runs its apply in a transaction it rolls back.
+aed_sync_plan_job = dg.define_asset_job(
+    PLAN_JOB,
+    selection=dg.AssetSelection.groups(GROUP),
+    partitions_def=aed_daily_partitions,
+    executor_def=dg.in_process_executor,
+    tags={MAX_RUNTIME_TAG: str(MAX_RUNTIME_SECONDS)},
+    config=PLAN_RUN_CONFIG,
+    description="What the AED sync of one KST date would write, before it writes: fetch (or reuse) and validate "
+    "the snapshot, then aed_data's whole apply (guard, diff, change feed, post-write checks) in a transaction "
+    "that is rolled back. Reported as an observation of aed_data (counts, changes, the devices it would "
+    "soft-delete); nothing is materialised on aed_data, no aed_snapshots or sync_runs row is written.",
+)
+
+# The change feed and the repairs, in the catalog beside aed_data: a view and a table aed_data's
+# transaction keeps (external assets: nothing materialises them on their own).
+aed_changes = dg.AssetSpec(
+    "aed_changes",
+    deps=[AED_DATA],
+    group_name=GROUP,
+    kinds={"postgres"},
+    metadata={"dagster/column_schema": column_schema(AED_CHANGES_COLUMNS), "dagster/table_name": "public.aed_changes"},
+    description="The AED change feed (a view over aed_data_versions and aed_repairs): one row per device change "
+    "between consecutive applied snapshots, with the change type, the changed columns and their values before and "
+    "after. Command line: aed-pipeline aed changes --since DATE.",
+)
+aed_repairs = dg.AssetSpec(
+    "aed_repairs",
+    deps=[AED_DATA],
+    group_name=GROUP,
+    kinds={"postgres"},
+    metadata={"dagster/column_schema": column_schema(AED_REPAIRS_COLUMNS), "dagster/table_name": "public.aed_repairs"},
+    description="Rows of aed_data edited outside the sync and repaired by a reconciliation (no version is "
+    "created), written in aed_data's transaction; the change feed shows them as repaired.",
 )

@@ -1,16 +1,17 @@
-"""The AED tables as the assets read them: their column descriptions, and the reads the assets make
-(the health-centre reference and the previous snapshot for validation, the figures the checks on
-``aed_data`` judge after a write)."""
+"""The AED tables as the assets read them: their column descriptions, the reads the assets make (the
+health-centre reference and the previous snapshot for validation) and the gauges the metrics read.
+The checks on ``aed_data`` read the tables inside the apply's transaction (``write/audit.py``); the
+change feed's reads are in ``changes.py``."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from aed_pipeline.lib.core.kst import kst_date, kst_midnight
+from aed_pipeline.lib.egen_aed.changes import newest_snapshot_changes
 from aed_pipeline.lib.egen_aed.checks import PreviousSnapshot
 from aed_pipeline.lib.egen_aed.records import SUNDAY_WEEK_COLUMNS, TIME_COLUMNS
 from aed_pipeline.lib.ops.source import Gauge
@@ -47,6 +48,33 @@ AED_DATA_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("created_at", "timestamptz", ""),
     ("updated_at", "timestamptz", ""),
 )
+_CHANGED_VALUES = "jsonb: the changed columns' values {}, as stored (the masked manager fields as served)"
+#: The change feed ``aed_changes`` (a view over the versions and the repairs; migration 0004).
+AED_CHANGES_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("snapshot_date", "date", "the applied snapshot (partition date) the change was observed on"),
+    ("previous_date", "date", "the applied snapshot before it, the change is relative to; NULL for the baseline"),
+    ("run_id", "text", "the Dagster run that applied snapshot_date (for repaired: the reconciliation's run)"),
+    (AED_DATA_KEY, "text", "serialSeq of the device"),
+    (
+        "change_type",
+        "text",
+        "baseline (in the first applied snapshot), new, changed, removed, revived, or repaired by a reconciliation",
+    ),
+    ("changed_columns", "text[]", "the aed_data columns whose values differ, in table order"),
+    ("before", "jsonb", _CHANGED_VALUES.format("on previous_date; NULL when the device was absent")),
+    ("after", "jsonb", _CHANGED_VALUES.format("on snapshot_date; NULL when the device is absent")),
+)
+#: The repairs of rows edited outside the sync (no version is created), written by a reconciliation.
+AED_REPAIRS_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("id", "bigint", "surrogate key"),
+    ("snapshot_date", "date", "the partition whose reconciliation repaired the row"),
+    ("run_id", "text", "the Dagster run of the reconciliation"),
+    (AED_DATA_KEY, "text", "serialSeq of the device"),
+    ("changed_columns", "text[]", "the columns that had been edited, in table order"),
+    ("before", "jsonb", "the stored (edited) values of those columns"),
+    ("after", "jsonb", "the snapshot's values, restored"),
+    ("repaired_at", "timestamptz", ""),
+)
 
 
 def health_center_lookup(engine: Engine) -> dict[tuple[str, str], str]:
@@ -71,39 +99,6 @@ def previous_snapshot(engine: Engine, partition: date) -> PreviousSnapshot | Non
     return PreviousSnapshot(partition_date=row[0].isoformat(), valid=row[1], profile=row[2])
 
 
-@dataclass(frozen=True)
-class PostWriteFigures:
-    """What the tables hold after a sync, for the checks on ``aed_data``."""
-
-    active_rows: int
-    versions_on_date: int
-    unknown_health_centers: int
-    duplicate_serials: int
-    newest_applied: date | None
-
-
-def post_write_figures(engine: Engine, partition: date) -> PostWriteFigures:
-    with engine.connect() as conn:
-        active = conn.execute(sa.text("SELECT count(*) FROM aed_data WHERE deleted_at IS NULL")).scalar_one()
-        on_date = conn.execute(
-            sa.text(
-                "SELECT count(*) FROM aed_data_versions WHERE valid_from <= :d AND (valid_to IS NULL OR valid_to > :d)"
-            ),
-            {"d": partition},
-        ).scalar_one()
-        unknown = conn.execute(
-            sa.text(
-                "SELECT count(*) FROM aed_data a WHERE a.jurisdiction_health_center IS NOT NULL AND NOT EXISTS "
-                "(SELECT 1 FROM health_centers h WHERE h.name = a.jurisdiction_health_center)"
-            )
-        ).scalar_one()
-        duplicates = conn.execute(
-            sa.text("SELECT count(*) - count(DISTINCT equipment_serial) FROM aed_data")
-        ).scalar_one()
-        newest = conn.execute(sa.text("SELECT max(partition_date) FROM aed_snapshots")).scalar()
-    return PostWriteFigures(active, on_date, unknown, duplicates, newest)
-
-
 _DEVICES = sa.text(
     "SELECT count(*) FILTER (WHERE deleted_at IS NULL), count(*) FILTER (WHERE deleted_at IS NOT NULL) FROM aed_data"
 )
@@ -119,7 +114,13 @@ def warehouse_gauges(conn: Connection) -> list[Gauge]:
             "devices in aed_data: active or removed",
             {("active",): active, ("removed",): removed},
             labels=("state",),
-        )
+        ),
+        Gauge(
+            "edgen_aed_newest_snapshot_changes",
+            "device changes of the newest applied e-gen snapshot in the change feed aed_changes, by type",
+            {(change_type,): n for change_type, n in newest_snapshot_changes(conn).items()},
+            labels=("type",),
+        ),
     ]
     newest = conn.execute(_NEWEST_SNAPSHOT).scalar()
     if newest is not None:

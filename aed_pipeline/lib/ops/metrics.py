@@ -19,7 +19,7 @@ for the aT flower auctions):
 A source writing more than one table (the flowers) labels its series with ``table`` too. The
 sources come from the registry (``lib/sources.py``), each adding gauges of its own tables
 (``warehouse_gauges``): ``edgen_aed_devices{state}``, ``edgen_aed_newest_snapshot_timestamp`` /
-``_age_days``, ``flower_rows{table}``. ``aed_pipeline_metrics_up`` is 0 when the database could not be read; the
+``_age_days``, ``edgen_aed_newest_snapshot_changes{type}`` (the change feed), ``flower_rows{table}``. ``aed_pipeline_metrics_up`` is 0 when the database could not be read; the
 scrape then still answers, with that alone.
 """
 

@@ -24,6 +24,7 @@ def test_each_scrape_reads_the_table_anew(fresh_database_url) -> None:
         assert value(empty, "edgen_sync_duration_seconds_count", status="success") == 0
         assert series(empty, "edgen_sync_last_success_timestamp") == {}
         assert series(empty, "edgen_aed_newest_snapshot_timestamp") == {}
+        assert value(empty, "edgen_aed_newest_snapshot_changes", type="changed") == 0
 
         with sync_run(
             engine, source=AT_FLOWER.name, table_name="bidding_flowers", partition_key="2026-03-09", run_id="r1"

@@ -21,7 +21,15 @@ from datetime import date
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from aed_pipeline.lib.egen_aed.write.types import COLUMNS, FROM_HISTORY, STAGED, RowCounts, refuse_if_too_many_missing
+from aed_pipeline.lib.egen_aed.write.types import (
+    COLUMNS,
+    FROM_HISTORY,
+    STAGED,
+    ChangeSamples,
+    RowCounts,
+    WriteOutcome,
+    judge_missing_devices,
+)
 
 _OPEN_VERSIONS_INTO_HISTORY = sa.text(
     f"INSERT INTO aed_data_history ({COLUMNS}, valid_from, valid_to) "
@@ -104,21 +112,26 @@ _MERGE_ONE_ROUND = sa.text(
 )
 
 
-def rederive_history(conn: Connection, partition: date, next_observed: date | None, *, guard: float) -> RowCounts:
+def rederive_history(
+    conn: Connection, partition: date, next_observed: date | None, *, guard: float, enforce_guard: bool
+) -> WriteOutcome:
     """Re-derive the history of ``partition`` from the staged snapshot, up to ``next_observed``.
 
-    The counts compare the snapshot with what the history said of that date before."""
+    The counts compare the snapshot with what the history said of that date before. A tripped
+    guard stops the write; a plan (not ``enforce_guard``) only reports its verdict."""
     conn.execute(_OPEN_VERSIONS_INTO_HISTORY)
     conn.execute(_COVER, {"d": partition})
     conn.execute(sa.text("ANALYZE aed_cover"))
     missing, recorded = conn.execute(_MISSING_FROM_COVER).one()
-    refuse_if_too_many_missing(missing, recorded, partition, guard, f"devices the history records on {partition}")
+    verdict = judge_missing_devices(
+        missing, recorded, partition, guard, f"devices the history records on {partition}", enforce=enforce_guard
+    )
     inserted, updated, unchanged = conn.execute(_COUNT_AGAINST_COVER).one()
     deleted = conn.execute(_GONE_FROM_COVER).scalar_one()
     opened, closed = _rewrite_versions(conn, partition, next_observed)
     for statement in _OPEN_VERSIONS_BACK:
         conn.execute(statement)
-    return RowCounts(
+    counts = RowCounts(
         inserted=inserted,
         updated=updated,
         deleted=deleted,
@@ -126,6 +139,7 @@ def rederive_history(conn: Connection, partition: date, next_observed: date | No
         history_opened=opened,
         history_closed=closed,
     )
+    return WriteOutcome(counts, ChangeSamples(), verdict)
 
 
 def _rewrite_versions(conn: Connection, partition: date, next_observed: date | None) -> tuple[int, int]:

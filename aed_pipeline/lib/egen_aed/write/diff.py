@@ -9,7 +9,7 @@ are closed into ``aed_data_history`` first, while the old values are still there
 
 A **reconciliation** trusts no stored ``row_hash``: it also compares every field of every active
 row with the snapshot, so rows edited by hand in the database (whose hash still matches) are found,
-reported as drift and repaired.
+reported as drift and repaired; each repair is recorded in ``aed_repairs`` (no version is created).
 
 Everything runs inside the caller's transaction, after the snapshot was staged as ``aed_stage``.
 """
@@ -30,7 +30,8 @@ from aed_pipeline.lib.egen_aed.write.types import (
     ChangeSamples,
     FieldChange,
     RowCounts,
-    refuse_if_too_many_missing,
+    WriteOutcome,
+    judge_missing_devices,
 )
 
 _COMPARED = [c for c in DEVICE_COLUMNS if c not in ("equipment_serial", "row_hash")]
@@ -62,7 +63,14 @@ _CLOSE_VERSIONS = sa.text(
     f"SELECT {FROM_CURRENT}, a.version_since, :d FROM aed_data a JOIN aed_diff d ON d.id = a.id "
     "WHERE d.kind IN ('changed', 'gone') AND a.version_since < :d"
 )
-_COUNT_DRIFTED = sa.text(f"SELECT count(*) FROM aed_stage s JOIN aed_data a USING (equipment_serial) WHERE {_DRIFTED}")
+# A repair restores the snapshot's values of the current version (no version is created): recorded
+# in aed_repairs with the stored and the restored values (the change feed shows it as ``repaired``).
+_RECORD_REPAIRS = sa.text(
+    "INSERT INTO aed_repairs (snapshot_date, run_id, equipment_serial, changed_columns, before, after) "
+    "SELECT :d, :run_id, a.equipment_serial, f.changed_columns, f.before, f.after "
+    "FROM aed_stage s JOIN aed_data a USING (equipment_serial) "
+    f"CROSS JOIN LATERAL aed_changed_fields(to_jsonb(a), to_jsonb(s)) f WHERE {_DRIFTED}"
+)
 _NEW_EXAMPLES = sa.text("SELECT equipment_serial FROM aed_diff WHERE kind = 'new' ORDER BY 1 LIMIT :n")
 _FIRST_LOAD_EXAMPLES = sa.text("SELECT equipment_serial FROM aed_stage ORDER BY 1 LIMIT :n")
 _SOFT_DELETE_GONE = sa.text(
@@ -106,17 +114,22 @@ def apply_newest(
     staged: int,
     first_load: bool,
     guard: float,
+    enforce_guard: bool,
     sample: int,
     reconcile: bool,
-) -> tuple[RowCounts, ChangeSamples]:
+    run_id: str | None,
+) -> WriteOutcome:
     """Bring ``aed_data`` to the staged snapshot of ``partition``, the newest date (``newest`` is the
-    newest date applied before); returns what was written and samples of it."""
+    newest date applied before); returns what was written and samples of it. A tripped guard stops
+    the write; a plan (not ``enforce_guard``) only reports its verdict."""
     diff = AedDiff.first_load(staged) if first_load else classify(conn)
-    refuse_if_too_many_missing(diff.gone, diff.active_before, partition, guard, "active devices")
+    verdict = judge_missing_devices(
+        diff.gone, diff.active_before, partition, guard, "active devices", enforce=enforce_guard
+    )
     changes = _sample_changes(conn, diff, sample)
     drift = _field_changes(conn, _SAMPLE_DRIFTED, {"n": sample}) if reconcile and sample > 0 else []
     closed = close_versions(conn, partition, diff)
-    drifted = conn.execute(_COUNT_DRIFTED).scalar_one() if reconcile else 0
+    drifted = conn.execute(_RECORD_REPAIRS, {"d": partition, "run_id": run_id}).rowcount if reconcile else 0
     inserted_examples = _inserted_examples(conn, diff, first_load, sample)
     deleted = _soft_delete_gone(conn, partition, newest, diff)
     if diff.changed or diff.revived or drifted:
@@ -138,10 +151,11 @@ def apply_newest(
         history_opened=diff.new + diff.changed + diff.revived - rejoined,
         history_closed=closed,
     )
+    deleted.sort()
     samples = ChangeSamples(
-        changes=changes, drift=drift, inserted_examples=inserted_examples, deleted_examples=sorted(deleted)[:sample]
+        changes=changes, drift=drift, inserted_examples=inserted_examples, deleted_examples=deleted[:sample]
     )
-    return counts, samples
+    return WriteOutcome(counts, samples, verdict, tuple(deleted))
 
 
 def classify(conn: Connection) -> AedDiff:
