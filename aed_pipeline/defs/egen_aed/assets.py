@@ -33,6 +33,7 @@ from aed_pipeline.lib.core.errors import SourceError
 from aed_pipeline.lib.core.sync_log import record_failed_sync, replace_rejected_records
 from aed_pipeline.lib.egen_aed.checks import IntegrityThresholds
 from aed_pipeline.lib.egen_aed.fetch import SnapshotUnavailable, fetch_snapshot, snapshot_summary
+from aed_pipeline.lib.egen_aed.parsed import ParsedPages
 from aed_pipeline.lib.egen_aed.source import EGEN_AED
 from aed_pipeline.lib.egen_aed.tables import (
     AED_CHANGES_COLUMNS,
@@ -145,7 +146,12 @@ def aed_raw_snapshot(
     try:
         with egen_api.client() as client:
             fetch = fetch_snapshot(
-                client, raw_archive.archive(), partition, origin=egen_api.source, refetch=config.refetch
+                client,
+                raw_archive.archive(),
+                partition,
+                origin=egen_api.source,
+                refetch=config.refetch,
+                parsed=ParsedPages.default(),
             )
     except SourceError as exc:
         retry_or_fail(
@@ -221,6 +227,7 @@ def aed_validated(
             health_centers=health_center_lookup(engine),
             previous=previous_snapshot(engine, partition),
             thresholds=config.thresholds(),
+            parsed=ParsedPages.default(),
         )
     except SnapshotUnavailable as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None  # the sentence is the failure

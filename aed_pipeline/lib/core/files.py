@@ -7,8 +7,10 @@ steps all rely on it. Works for local paths and for ``UPath`` object-store paths
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -53,3 +55,17 @@ def write_atomically(path: PathLike, data: bytes) -> None:
     """Replace ``path`` with ``data`` (creating its folder) so that no reader sees a partial file."""
     with AtomicFile(path) as file:
         file.temporary.write_bytes(data)
+
+
+def package_digest(packages: Iterable[Path]) -> str:
+    """The sha256 of every Python source file under ``packages`` (names and contents, in order).
+
+    A result computed by that code is kept under this digest, so that changing any of it (a
+    module added later included) makes the kept result stale.
+    """
+    digest = hashlib.sha256()
+    for package in packages:
+        for path in sorted(package.rglob("*.py")):
+            digest.update(f"{package.name}/{path.relative_to(package).as_posix()}\n".encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()

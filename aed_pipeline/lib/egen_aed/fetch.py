@@ -22,6 +22,7 @@ from aed_pipeline.lib.core.archive import ArchiveError, PageSetManifest, RawArch
 from aed_pipeline.lib.core.kst import kst_date
 from aed_pipeline.lib.egen_aed import SOURCE_NAME
 from aed_pipeline.lib.egen_aed.client import OPERATION_FULL_DOWN, EgenPage, page_count
+from aed_pipeline.lib.egen_aed.parsed import ParsedPages
 
 logger = logging.getLogger(__name__)
 
@@ -76,21 +77,29 @@ def fetch_snapshot(
     *,
     origin: str,
     refetch: bool = False,
+    parsed: ParsedPages | None = None,
 ) -> SnapshotFetch:
     """Make the archive hold the complete snapshot of ``partition``, fetching only what is missing.
 
     A complete archived snapshot is reused without calling the API (unless ``refetch``). An
     incomplete one is resumed when it was made with the same paging; otherwise it is started over.
     Raises :class:`SnapshotUnavailable` when the API serves another date than ``partition``, and
-    the client's ``SourceError`` for API failures (the pages archived so far stay).
+    the client's ``SourceError`` for API failures (the pages archived so far stay). The records
+    parsed from each fetched page are kept in ``parsed``, for the validation not to parse it again.
     """
     # One fetch of a date at a time: the second waits, then reuses or resumes what the first archived.
     with archive.locked(ARCHIVE_SOURCE, partition.isoformat(), PAGE_SET):
-        return _fetch_snapshot(client, archive, partition, origin=origin, refetch=refetch)
+        return _fetch_snapshot(client, archive, partition, origin=origin, refetch=refetch, parsed=parsed)
 
 
 def _fetch_snapshot(
-    client: FullDownClient, archive: RawArchive, partition: date, *, origin: str, refetch: bool
+    client: FullDownClient,
+    archive: RawArchive,
+    partition: date,
+    *,
+    origin: str,
+    refetch: bool,
+    parsed: ParsedPages | None,
 ) -> SnapshotFetch:
     key = partition.isoformat()
     location = archive.location(ARCHIVE_SOURCE, key, PAGE_SET)
@@ -146,7 +155,9 @@ def _fetch_snapshot(
             manifest.expected_pages = max(1, page_count(page.total_count, client.num_of_rows))
         manifest.origin = origin
         manifest.format = page.response_type
-        archive.add_page(manifest, page_no, page.raw, records=len(page.records), content_type=page.content_type)
+        entry = archive.add_page(manifest, page_no, page.raw, records=len(page.records), content_type=page.content_type)
+        if parsed is not None:
+            parsed.keep(entry.sha256, page.records)
         fetched.append(page_no)
         page_no = None
     manifest.complete = is_complete(manifest)

@@ -396,8 +396,7 @@ def to_typed(text: pd.DataFrame) -> pd.DataFrame:
         if column in ("latitude", "longitude"):
             typed[column] = pd.to_numeric(text[column], errors="raise").astype("float64")
         elif column in TIME_COLUMNS:
-            values = text[column]
-            typed[column] = values.str.slice(0, 2).str.cat(values.str.slice(2, 4), sep=":")
+            typed[column] = _hh_mm(text[column])
         elif column in SUNDAY_WEEK_COLUMNS:
             typed[column] = text[column].map({"Y": True, "N": False}).astype("boolean")
         elif column in ("access_control", "operation_status", "row_hash"):
@@ -408,6 +407,18 @@ def to_typed(text: pd.DataFrame) -> pd.DataFrame:
     typed["operation_status"] = "active"
     typed["row_hash"] = row_hashes(typed)
     return typed[list(DEVICE_COLUMNS)]
+
+
+_TIME_SEPARATOR = pyarrow.scalar(":", type=pyarrow.large_string())
+
+
+def _hh_mm(values: pd.Series) -> pd.Series:
+    """``HHMM`` → ``HH:MM`` (nulls stay null), in Arrow: 16 time columns per page make pandas' str ops show."""
+    hhmm = pyarrow.array(values, type=pyarrow.large_string())
+    hh_mm = pa_compute.binary_join_element_wise(
+        pa_compute.utf8_slice_codeunits(hhmm, 0, 2), pa_compute.utf8_slice_codeunits(hhmm, 2, 4), _TIME_SEPARATOR
+    )
+    return pd.Series(hh_mm, index=values.index, dtype="str")
 
 
 def _access_control(typed: pd.DataFrame) -> pd.Series:
@@ -430,14 +441,20 @@ def row_hashes(typed: pd.DataFrame) -> list[bytes]:
         for c in HASHED_COLUMNS
     ]
     joined = pa_compute.binary_join_element_wise(*texts, pyarrow.scalar("\x1f", type=pyarrow.large_string()))
-    return [hashlib.blake2b(text.encode(), digest_size=16).digest() for text in joined.to_pylist()]
+    # As UTF-8 bytes straight from Arrow: no Python str to build and encode again per row.
+    utf8 = joined.cast(pyarrow.large_binary())
+    return [hashlib.blake2b(text, digest_size=16).digest() for text in utf8.to_pylist()]
 
 
 def validate_records(
     records: Iterable[Mapping[str, Any]], health_centers: Mapping[tuple[str, str], str]
 ) -> ValidatedRecords:
     """Stage 1 for a batch of records: typed valid rows, and each bad record with its reasons."""
-    raw = records_frame(records)
+    return validate_frame(records_frame(records), health_centers)
+
+
+def validate_frame(raw: pd.DataFrame, health_centers: Mapping[tuple[str, str], str]) -> ValidatedRecords:
+    """:func:`validate_records` for records already in a frame of :func:`records_frame`."""
     text, derived = map_to_columns(raw, health_centers)
     failures = failed_checks_by_row(text)
     rejected = []

@@ -1,6 +1,7 @@
 """Validating one archived AED snapshot: parse the archived pages, type the records, check the whole.
 
-No network: the pages come from the raw archive, verified against their sha256. Pages are parsed,
+No network: the pages come from the raw archive, verified against their sha256, or, when the fetch
+kept its parse of a page (``parsed.py``), from that parse of the same bytes. Pages are parsed,
 validated and written to the validated rows file one at a time, and the whole-snapshot checks work
 from running figures, so memory holds one page, never the snapshot.
 
@@ -14,13 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pyarrow.parquet as pq
 
 from aed_pipeline.lib.core.archive import PageSetManifest, RawArchive
@@ -40,7 +41,8 @@ from aed_pipeline.lib.egen_aed.checks import (
 )
 from aed_pipeline.lib.egen_aed.client import OPERATION_FULL_DOWN, parse_egen_response
 from aed_pipeline.lib.egen_aed.fetch import ARCHIVE_SOURCE, PAGE_SET, SnapshotUnavailable
-from aed_pipeline.lib.egen_aed.records import validate_records
+from aed_pipeline.lib.egen_aed.parsed import ParsedPages, parsing_code_digest
+from aed_pipeline.lib.egen_aed.records import records_frame, validate_frame
 from aed_pipeline.lib.egen_aed.rows import DeviceRowsWriter, validated_rows_path
 
 # The checks that stop the write when they fail (each is a blocking Dagster asset check).
@@ -120,25 +122,9 @@ class _Validated:
         )
 
 
-#: The packages whose code decides a validation result: this source's (parser, mapping, checks, rows
-#: file) and ``core`` (wire helpers, archive). Whole packages, so that a module added later counts too.
-VALIDATING_PACKAGES = (Path(__file__).resolve().parent, Path(__file__).resolve().parent.parent / "core")
-
-
-@lru_cache(maxsize=1)
-def _code_digest() -> str:
-    """The validating code's identity: any changed source file of those packages invalidates kept results."""
-    digest = hashlib.sha256()
-    for package in VALIDATING_PACKAGES:
-        for path in sorted(package.rglob("*.py")):
-            digest.update(f"{package.name}/{path.relative_to(package).as_posix()}\n".encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
 def validation_key(archive_digest: str, health_centers: Mapping[tuple[str, str], str]) -> str:
     """The identity of a validation result: the archived pages, the health-centre reference, the code."""
-    digest = hashlib.sha256(f"{archive_digest}\n{_code_digest()}\n".encode())
+    digest = hashlib.sha256(f"{archive_digest}\n{parsing_code_digest()}\n".encode())
     for (sido, gugun), name in sorted(health_centers.items()):
         digest.update(f"{sido}\x1f{gugun}\x1f{name}\n".encode())
     return digest.hexdigest()
@@ -152,10 +138,12 @@ def validate_archived_snapshot(
     previous: PreviousSnapshot | None,
     thresholds: IntegrityThresholds = DEFAULT_THRESHOLDS,
     rows_path: str | Path | None = None,
+    parsed: ParsedPages | None = None,
 ) -> SnapshotValidation:
     """Parse, type and check the archived snapshot of ``partition`` (or reuse the kept result).
 
     The valid rows go to ``rows_path`` (default: :func:`validated_rows_path` of the validation key).
+    A page whose parse the fetch kept in ``parsed`` is read from there instead of parsed again.
     """
     manifest = archive.read_manifest(ARCHIVE_SOURCE, partition.isoformat(), PAGE_SET)
     if manifest is None or not manifest.pages:
@@ -170,7 +158,7 @@ def validate_archived_snapshot(
     validated = _kept(rows_path, summary_path, key)
     reused = validated is not None
     if validated is None:
-        validated = _validate_pages(archive, manifest, health_centers, rows_path, key)
+        validated = _validate_pages(archive, manifest, health_centers, rows_path, key, parsed)
         write_atomically(summary_path, validated.to_json().encode("utf-8"))
     figures = validated.figures
     profile = figures.profile()
@@ -204,22 +192,53 @@ def _validate_pages(
     health_centers: Mapping[tuple[str, str], str],
     rows_path: Path,
     key: str,
+    parsed: ParsedPages | None,
 ) -> _Validated:
     tally = SnapshotTally(health_centers.keys())
     rejected: Rejected = []
     fetched = derived = 0
     with DeviceRowsWriter(rows_path) as writer:
-        for page_no, raw in archive.iter_pages(manifest):
-            parsed = parse_egen_response(
-                raw, response_type=manifest.format, operation=OPERATION_FULL_DOWN, page=page_no
-            )
-            result = validate_records(parsed.records, health_centers)
+        for batch in _served_batches(archive, manifest, parsed):
+            result = validate_frame(batch, health_centers)
             writer.write(result.frame)
             tally.add(result.frame)
             rejected.extend(result.rejected)
             fetched += result.fetched
             derived += result.region_from_address
+    if parsed is not None:
+        parsed.discard(entry.sha256 for entry in manifest.pages.values())
     return _Validated(key, fetched, derived, tally.figures(), rejected)
+
+
+#: Records validated together. pandas and pandera cost about as much per call as per 5,000 rows,
+#: so pages are validated several at a time; a fixed batch keeps memory flat however large the
+#: snapshot.
+VALIDATION_BATCH_ROWS = 40_000
+
+
+def _served_batches(
+    archive: RawArchive, manifest: PageSetManifest, parsed: ParsedPages | None
+) -> Iterator[pd.DataFrame]:
+    """The archived records as served, in page order, in frames of about ``VALIDATION_BATCH_ROWS``."""
+    pending: list[pd.DataFrame] = []
+    rows = 0
+    for page_no in sorted(manifest.pages):
+        served = parsed.read(manifest.pages[page_no].sha256) if parsed is not None else None
+        if served is None:
+            page = parse_egen_response(
+                archive.read_page(manifest, page_no),
+                response_type=manifest.format,
+                operation=OPERATION_FULL_DOWN,
+                page=page_no,
+            )
+            served = records_frame(page.records)
+        pending.append(served)
+        rows += len(served)
+        if rows >= VALIDATION_BATCH_ROWS:
+            yield pd.concat(pending, ignore_index=True)
+            pending, rows = [], 0
+    if pending:
+        yield pd.concat(pending, ignore_index=True)
 
 
 def _kept(rows_path: Path, summary_path: Path, key: str) -> _Validated | None:
