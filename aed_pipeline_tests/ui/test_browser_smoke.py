@@ -10,8 +10,8 @@ In the browser: the lineage of both asset groups, one AED partition and a range 
 launched through the *Materialize* dialog (typed into its partition field, as a person picks a date
 outside the dialog's default window), both runs followed on their pages until they show *Success*,
 then the asset pages: the row counts and the check results. Every step leaves a screenshot in
-``AED_PIPELINE_UI_SCREENSHOTS`` (default ``ui-screenshots/`` at the repository root), also when a
-step fails.
+``AED_PIPELINE_UI_SCREENSHOTS`` (default ``ui-screenshots/`` at the repository root, emptied when
+the test starts), numbered in order, and ``NN_failed.png`` when a step fails.
 """
 
 from __future__ import annotations
@@ -88,7 +88,9 @@ def screenshot_dir() -> Path:
     return folder
 
 
-def require_chromium() -> None:
+@pytest.fixture(scope="module")
+def chromium() -> Path:
+    """Debian's Chromium, checked before anything starts: missing, the test fails and says how to install it."""
     if not CHROMIUM.exists():
         pytest.fail(
             f"Chromium is not installed at {CHROMIUM}: the browser smoke test drives Debian's own Chromium. "
@@ -96,6 +98,7 @@ def require_chromium() -> None:
             "(as root; `.ci/run` does this), and never `playwright install`.",
             pytrace=False,
         )
+    return CHROMIUM
 
 
 # --------------------------------------------------------------------------- the world and the UI
@@ -134,6 +137,7 @@ class Person:
         self.taken: list[Path] = []
 
     def shot(self, name: str) -> Path:
+        self.page.wait_for_timeout(1000)  # the page has what the step waited for; let it finish drawing
         path = self.shots / f"{len(self.taken) + 1:02d}_{name}.png"
         self.page.screenshot(path=str(path))
         self.taken.append(path)
@@ -287,13 +291,12 @@ def click_through(person: Person, ui: Ui, engine: sa.Engine) -> None:
 
 
 def test_a_person_launches_both_groups_in_chromium_and_sees_rows_and_passed_checks(
-    dev: DagsterDev, warehouse_url: str
+    chromium: Path, dev: DagsterDev, warehouse_url: str
 ) -> None:
-    require_chromium()
     shots = screenshot_dir()
     started = time.monotonic()
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS)
         try:
             # A browser in Korea: the UI shows KST, as the README asks of a person's UI.
             context = browser.new_context(viewport={"width": 1920, "height": 1080}, timezone_id="Asia/Seoul")
