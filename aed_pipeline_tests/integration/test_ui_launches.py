@@ -17,18 +17,15 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 import sqlalchemy as sa
 from dagster._core.instance import DagsterInstance
 
 from aed_pipeline.defs.shared.resources import WarehouseResource
-from aed_pipeline.lib.core import settings
 from aed_pipeline.lib.core.archive import RawArchive
 from aed_pipeline.lib.core.http import HttpOptions
 from aed_pipeline.lib.egen_aed.client import EgenClient
@@ -36,7 +33,15 @@ from aed_pipeline.lib.egen_aed.fetch import ARCHIVE_SOURCE, PAGE_SET, fetch_snap
 from aed_pipeline.lib.egen_aed.tables import health_center_lookup
 from aed_pipeline.simulator import Simulator, SimulatorServer, simulator_transport
 from aed_pipeline_tests.support.aed_support import expected_hashes
-from aed_pipeline_tests.support.ui_support import ASSET_JOB, DagsterDev, Ui, start_dagster_dev, tags_of
+from aed_pipeline_tests.support.ui_support import (
+    ASSET_JOB,
+    DagsterDev,
+    Ui,
+    start_dagster_dev,
+    tags_of,
+    ui_database,
+    ui_environment,
+)
 
 AED_COUNT = 300
 AED_DAY = dt.date(2026, 3, 12)  # the simulator's today: the only date the e-gen API serves
@@ -72,14 +77,8 @@ def world() -> Iterator[tuple[Simulator, SimulatorServer]]:
 @pytest.fixture(scope="module")
 def warehouse_url(embedded_pg) -> Iterator[str]:
     """A database of the module's own on the session's server, migrated before any run starts."""
-    name = f"ui_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(embedded_pg.conninfo("postgres"), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = embedded_pg.url(name)
-    WarehouseResource(database_url=url).engine()
-    yield url
-    with psycopg.connect(embedded_pg.conninfo("postgres"), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with ui_database(embedded_pg) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -105,12 +104,7 @@ def dev(world, warehouse_url, ui_home, tmp_path_factory) -> Iterator[DagsterDev]
     running = start_dagster_dev(
         tmp_path_factory.mktemp("ui_dev"),
         {
-            settings.HOME_ENV: str(ui_home),
-            settings.DATABASE_URL_ENV: warehouse_url,
-            settings.EGEN_BASE_URL_ENV: server.egen_base_url,
-            settings.EGEN_SERVICE_KEY_ENV: "ui-test-egen-key",
-            settings.AT_FLOWER_BASE_URL_ENV: server.at_base_url,
-            settings.AT_FLOWER_SERVICE_KEY_ENV: "ui-test-at-key",
+            **ui_environment(ui_home, warehouse_url, server.egen_base_url, server.at_base_url),
             "PYTHONHASHSEED": HASH_SEED,
         },
     )

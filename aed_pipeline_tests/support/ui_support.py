@@ -21,12 +21,18 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
+
+from aed_pipeline.defs.shared.resources import WarehouseResource
+from aed_pipeline.lib.core import settings
+from aed_pipeline.lib.core.embedded_postgres import EmbeddedPostgres
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEV_INSTANCE = REPO_ROOT / ".dagster_home" / "dagster.yaml"
@@ -377,6 +383,35 @@ def tags_of(run: dict[str, Any]) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------- `dg dev` itself
+
+
+@contextlib.contextmanager
+def ui_database(server: EmbeddedPostgres) -> Iterator[str]:
+    """A database of its own for a UI on the session's server, migrated before any run starts,
+    dropped afterwards."""
+    name = f"ui_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server.conninfo("postgres"), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = server.url(name)
+    WarehouseResource(database_url=url).engine()
+    try:
+        yield url
+    finally:
+        with psycopg.connect(server.conninfo("postgres"), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def ui_environment(home: Path, warehouse_url: str, egen_base_url: str, at_base_url: str) -> dict[str, str]:
+    """The variables `dg dev` runs with in a test: its own ``AED_PIPELINE_HOME`` and database, and
+    the simulator server (``SimulatorServer``) as both APIs, with service keys of no meaning."""
+    return {
+        settings.HOME_ENV: str(home),
+        settings.DATABASE_URL_ENV: warehouse_url,
+        settings.EGEN_BASE_URL_ENV: egen_base_url,
+        settings.EGEN_SERVICE_KEY_ENV: "ui-test-egen-key",
+        settings.AT_FLOWER_BASE_URL_ENV: at_base_url,
+        settings.AT_FLOWER_SERVICE_KEY_ENV: "ui-test-at-key",
+    }
 
 
 @dataclass
