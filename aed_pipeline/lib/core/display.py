@@ -6,6 +6,7 @@ A missing value (None, NaN, pandas' NA, an empty or blank string) is written ``â
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import pandas as pd
@@ -23,3 +24,11 @@ def is_missing(value: Any) -> bool:
 def shown(value: Any) -> str:
     """``value`` as text, ``âˆ…`` when missing."""
     return MISSING if is_missing(value) else str(value)
+
+
+NONE = "none"
+
+
+def listed(items: Iterable[str], separator: str = "; ") -> str:
+    """``items`` joined for a check's ``examples``; ``none`` when there are none, never a blank cell."""
+    return separator.join(items) or NONE

@@ -19,7 +19,7 @@ import pyarrow
 import pyarrow.compute as pa_compute
 
 from aed_pipeline.lib.core.archive import PageSetManifest
-from aed_pipeline.lib.core.display import shown
+from aed_pipeline.lib.core.display import listed, shown
 from aed_pipeline.lib.egen_aed.records import (
     CURRENT_SIDO_NAMES,
     KEY_COLUMNS,
@@ -171,7 +171,7 @@ def check_unique_serials(figures: SnapshotFigures) -> CheckOutcome:
         metadata={
             "duplicated_serials": len(duplicates),
             "records_with_duplicated_serial": records,
-            "examples": ", ".join(f"{s} ×{n}" for s, n in duplicates[:EXAMPLES]),
+            "examples": listed((f"{s} ×{n}" for s, n in duplicates[:EXAMPLES]), ", "),
         },
     )
 
@@ -268,7 +268,7 @@ def check_inside_korea(figures: SnapshotFigures, min_share: float) -> CheckOutco
         metadata={
             "inside_share": round(share, 4),
             "outside_or_missing": figures.rows - figures.inside,
-            "examples": "; ".join(figures.outside_examples),
+            "examples": listed(figures.outside_examples),
         },
     )
 
@@ -286,6 +286,6 @@ def check_region_pairs(figures: SnapshotFigures, max_share: float) -> CheckOutco
             "unknown_devices": unknown,
             "unknown_pairs": len(figures.unknown_pairs),
             "without_region": figures.without_region,
-            "examples": "; ".join(f"{s} {g} ×{n}" for s, g, n in figures.unknown_pairs[:EXAMPLES]),
+            "examples": listed(f"{s} {g} ×{n}" for s, g, n in figures.unknown_pairs[:EXAMPLES]),
         },
     )

@@ -6,8 +6,14 @@ import numpy as np
 import pandas as pd
 
 from aed_pipeline.defs.at_flower.reporting import examples
-from aed_pipeline.lib.core.display import MISSING, shown
-from aed_pipeline.lib.egen_aed.checks import KEY_COLUMNS, SnapshotTally
+from aed_pipeline.lib.core.display import MISSING, NONE, listed, shown
+from aed_pipeline.lib.egen_aed.checks import (
+    KEY_COLUMNS,
+    SnapshotTally,
+    check_inside_korea,
+    check_region_pairs,
+    check_unique_serials,
+)
 
 
 def test_every_kind_of_missing_value_is_shown_as_the_empty_set_sign():
@@ -32,3 +38,21 @@ def test_flower_check_examples_show_missing_cells_as_the_empty_set_sign():
     table = examples(frame).value
     assert table.splitlines()[2:] == ["| 장미 | ∅ | ∅ |", "| ∅ | 상 | 1200.0 |"]
     assert "nan" not in table and "None" not in table
+
+
+def test_aed_checks_without_examples_say_none_instead_of_a_blank_cell():
+    frame = pd.DataFrame({column: ["x"] for column in KEY_COLUMNS})
+    frame["equipment_serial"] = ["A-1"]
+    frame["latitude"], frame["longitude"] = [37.57], [126.98]
+    frame["sido"], frame["gugun"] = ["서울특별시"], ["종로구"]
+    tally = SnapshotTally(known_pairs={("서울특별시", "종로구")})
+    tally.add(frame)
+    figures = tally.figures()
+    outcomes = [
+        check_unique_serials(figures),
+        check_inside_korea(figures, 0.95),
+        check_region_pairs(figures, 0.01),
+    ]
+    assert all(o.passed for o in outcomes)
+    assert [o.metadata["examples"] for o in outcomes] == [NONE, NONE, NONE]
+    assert listed(["A-1 ×2", "B-7 ×3"], ", ") == "A-1 ×2, B-7 ×3"
