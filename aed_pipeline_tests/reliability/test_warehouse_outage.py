@@ -35,6 +35,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from sqlalchemy import event
 
 from aed_pipeline.lib.core.warehouse import WAREHOUSE_UNAVAILABLE
+from aed_pipeline.lib.egen_aed import rows as aed_rows
 from aed_pipeline.lib.egen_aed.write import apply as aed_apply
 from aed_pipeline.lib.ops.metrics import SyncMetricsCollector
 from aed_pipeline.simulator import Simulator, SimulatorServer
@@ -174,6 +175,8 @@ class CopyGate:
     """Holds the first staging COPY after its first chunk until the test has done its deed."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        # A page's rows per COPY chunk: four chunks, the first in the COPY when the gate closes.
+        monkeypatch.setattr(aed_rows, "READ_BATCH_ROWS", PAGE_ROWS)
         self.in_copy, self.go_on = threading.Event(), threading.Event()
         self._armed = True
         self.copying = False  # whether the backend was in the COPY when the deed was done

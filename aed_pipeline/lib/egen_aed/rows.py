@@ -87,16 +87,18 @@ class DeviceRowsWriter:
             self.abort()
 
 
+#: Rows per batch read back (one COPY write, one page's worth): what memory holds of the file at a time.
+READ_BATCH_ROWS = 5_000
+
+
 def iter_row_batches(path: str | os.PathLike[str]) -> Iterator[pyarrow.RecordBatch]:
-    """The file's rows, one batch per row group (one archived page)."""
-    parquet = pq.ParquetFile(path)
-    for group in range(parquet.num_row_groups):
-        yield from parquet.read_row_group(group).to_batches()
+    """The file's rows in batches of at most ``READ_BATCH_ROWS``, whatever its row groups."""
+    yield from pq.ParquetFile(path).iter_batches(batch_size=READ_BATCH_ROWS)
 
 
 def csv_chunks(path: str | os.PathLike[str]) -> Iterator[bytes]:
-    """The rows as PostgreSQL CSV (``DEVICE_COLUMNS`` order, bytea as ``\\x`` hex), a page at a time: what the
-    sync streams into COPY (``copy_into`` with ``CsvChunks``), written by Arrow's C++ writer in one pass per page."""
+    """The rows as PostgreSQL CSV (``DEVICE_COLUMNS`` order, bytea as ``\\x`` hex), a batch at a time: what the
+    sync streams into COPY (``copy_into`` with ``CsvChunks``), written by Arrow's C++ writer in one pass per batch."""
     for batch in iter_row_batches(path):
         hashes = batch.column("row_hash").to_pylist()
         hex_hashes = pyarrow.array([None if h is None else "\\x" + h.hex() for h in hashes], pyarrow.string())
