@@ -8,6 +8,7 @@ failures, the blocking checks, and the daily run.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -303,6 +304,13 @@ def test_a_corrected_settlement_is_picked_up_by_the_refetch(sim, resources, engi
 # --------------------------------------------------------------------------- the versions kept
 
 VALUES = "v.min_price, v.avg_price, v.max_price, v.total_amount, v.quantity"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def documented_queries(path: Path) -> list[str]:
+    """The SQL blocks of a document that read the flower versions."""
+    blocks = re.findall(r"```sql\n(.*?);\n```", path.read_text(encoding="utf-8"), flags=re.DOTALL)
+    return [block for block in blocks if "bidding_flowers_versions" in block]
 
 
 def served_values(sim: Simulator, day: date) -> dict[tuple, tuple]:
@@ -373,6 +381,19 @@ def test_the_late_settlement_leaves_exactly_the_versions_the_simulator_served(si
         (corrections[2], 0),
         (0, 0),
     ]
+
+    # The README's query (first-published against final prices of the day) gives those versions' ends;
+    # the queries of docs/flower-sync.md run as written.
+    [readme_query] = documented_queries(ROOT / "README.md")
+    expected_ends = {
+        (MONDAY, pum, good, grade, versions[0][0][1], versions[-1][0][1], len(versions))
+        for (_, pum, good, grade), versions in served.items()
+        if len(versions) > 1
+    }
+    assert set(rows(engine, readme_query)) == expected_ends
+    docs = documented_queries(ROOT / "docs" / "flower-sync.md")
+    assert docs[0] == readme_query and len(docs) == 2
+    rows(engine, docs[1])
 
 
 def test_a_violation_before_commit_fails_the_run_with_the_checks_and_rolls_that_date_back(

@@ -15,7 +15,7 @@ from aed_pipeline.lib.at_flower.source import AT_FLOWER
 from aed_pipeline.lib.at_flower.tables import known_volumes, top_by_quantity
 from aed_pipeline.lib.at_flower.write.normalised import PostWriteChecksFailed, write_bidding_day
 from aed_pipeline.lib.core.sync_log import sync_run
-from aed_pipeline.lib.core.warehouse import warehouse_engine
+from aed_pipeline.lib.core.warehouse import downgrade_schema, upgrade_schema, warehouse_engine
 
 MONDAY = date(2026, 3, 9)
 
@@ -242,3 +242,35 @@ def test_a_violation_after_the_write_fails_the_checks_and_rolls_the_date_back(en
     assert "rolled back" in str(failed.value) and "bidding_flowers 2026-03-09" in str(failed.value)
     assert bidding(engine) == before
     assert versions(engine)[0][-2:] == ("run-1", None)
+
+
+def current_prices(engine: sa.Engine) -> list[tuple]:
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.text(
+                "SELECT id, sale_date, flower_gubn, flower_id, grade, min_price, avg_price, max_price, total_amount, "
+                "quantity, created_at, updated_at FROM bidding_flowers ORDER BY id"
+            )
+        ).all()
+
+
+def test_the_migration_down_keeps_the_current_prices_and_up_makes_them_first_versions(engine) -> None:
+    write_as(engine, valid(ROSE, LILY, MUM), "run-1")
+    write_as(engine, valid((1, "장미", "메두사", "특1", 1000, 2100, 3000, 21000, 10), LILY), "run-2")
+    prices = current_prices(engine)
+    downgrade_schema(engine, "0004")
+    inspector = sa.inspect(engine)
+    assert "bidding_flowers_versions" not in inspector.get_view_names()
+    assert "bidding_flowers_history" not in inspector.get_table_names()
+    assert "run_id" not in {c["name"] for c in inspector.get_columns("bidding_flowers")}
+    assert current_prices(engine) == prices
+    upgrade_schema(engine)
+    assert current_prices(engine) == prices
+    # The rows kept become each key's first and current version (their run unknown); syncs go on.
+    assert [row[5:] for row in versions(engine)] == [(1, True, None, None, None), (1, True, None, None, None)]
+    counts = write_as(engine, valid((1, "장미", "메두사", "특1", 1000, 2200, 3000, 22000, 10), LILY), "run-3")
+    assert counts.corrected == 1
+    assert [row[3:] for row in versions(engine) if row[0] == "장미"] == [
+        (2100, 21000, 1, False, "corrected", None, "run-3"),
+        (2200, 22000, 2, True, None, "run-3", None),
+    ]
