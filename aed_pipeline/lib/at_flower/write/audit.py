@@ -11,9 +11,11 @@ After a date's slice is written (``normalised.py``) and before COMMIT, the write
   version in ``bidding_flowers_history``, written by this transaction.
 
 A failure raises :class:`~aed_pipeline.lib.core.audit.PostWriteChecksFailed`, so the date's
-transaction rolls back and its write never becomes visible. One date is a few thousand rows at
-most: each check is one aggregate over the date's slice (the unique key and the check constraint
-reach it through the key's index), and the examples are read only when a check fails.
+transaction rolls back and its write never becomes visible. Every figure comes from one aggregate
+over the date's slice (through its key's index): the slice is compared with the staged rows by
+count and by the sum of a 64-bit fingerprint of each row, which the write computed over the staged
+rows, so no join re-resolves the staged names. The examples (a join with the staging table) are read
+only when a check fails.
 
 Everything runs inside the caller's transaction, with the date's rows still staged.
 """
@@ -48,20 +50,22 @@ _STAGED = (
     "SELECT s.*, f.id AS flower_id FROM {staging} s JOIN flower_types t ON t.name = s.pum_name "
     "JOIN flowers f ON f.flower_type_id = t.id AND f.name = s.good_name"
 )
-_SLICE_FIGURES = sa.text(
-    f"SELECT count(*), count(*) - count(DISTINCT (flower_gubn, flower_id, grade)), "
-    "count(*) FILTER (WHERE NOT (min_price <= avg_price AND avg_price <= max_price)) "
-    f"FROM {BIDDING_TABLE} WHERE sale_date = :d"
+#: A row's fingerprint: a 64-bit hash of its key (group, flower id, grade) and values. The write sums it
+#: over the rows it staged (``normalised.py``), the check over the slice it left: a multiset of rows
+#: and its sum agree when the rows do (a sum of 64-bit hashes that agrees by chance: ~2⁻⁶⁴).
+ROW_FINGERPRINT = (
+    "hashtextextended(concat_ws('|', {0}flower_gubn, {0}flower_id, {0}grade, {0}min_price, {0}avg_price, "
+    "{0}max_price, {0}total_amount, {0}quantity), 0)"
 )
-# Rows of the slice equal (key and values) to a staged row: the slice matches when every staged row
-# has one and the slice holds nothing else.
-_MATCHING = (
-    f"SELECT count(*) FROM ({_STAGED}) s JOIN {BIDDING_TABLE} b ON b.sale_date = :d AND "
-    f"b.flower_gubn = s.flower_gubn AND b.flower_id = s.flower_id AND b.grade = s.grade AND {_SAME_VALUES}"
-)
-_HISTORY_WRITTEN = sa.text(
-    f"SELECT count(*) FROM {BIDDING_HISTORY_TABLE} WHERE sale_date = :d AND replaced_at = now() "
-    "AND replaced_run_id IS NOT DISTINCT FROM CAST(:run_id AS text)"
+# Every check's figures in one statement, one pass over the date's slice (its key's index): its
+# rows, duplicate keys, unordered prices and fingerprint; and the versions this transaction kept.
+_FIGURES = sa.text(
+    "SELECT count(*), count(*) - count(DISTINCT (b.flower_gubn, b.flower_id, b.grade)), "
+    "count(*) FILTER (WHERE NOT (b.min_price <= b.avg_price AND b.avg_price <= b.max_price)), "
+    f"coalesce(sum({ROW_FINGERPRINT.format('b.')}), 0), "
+    f"(SELECT count(*) FROM {BIDDING_HISTORY_TABLE} h WHERE h.sale_date = :d AND h.replaced_at = now() "
+    "AND h.replaced_run_id IS NOT DISTINCT FROM CAST(:run_id AS text)) "
+    f"FROM {BIDDING_TABLE} b WHERE b.sale_date = :d"
 )
 
 _NAMED = "t.name || ' ' || f.name || ' ' || b.grade"
@@ -92,19 +96,26 @@ _UNORDERED_PRICES = sa.text(
 
 
 def post_write_checks(
-    conn: Connection, sale_date: date, *, staging: str, validated_rows: int, replaced: int, run_id: str | None
+    conn: Connection,
+    sale_date: date,
+    *,
+    staging: str,
+    validated_rows: int,
+    validated_fingerprint: int,
+    replaced: int,
+    run_id: str | None,
 ) -> tuple[PostWriteCheck, ...]:
     """Judge the date's tables as the write left them, in its transaction; every check's verdict.
 
     ``staging`` is the staging table holding the date's validated rows (``validated_rows`` of
-    them), ``replaced`` the rows the write updated or deleted, ``run_id`` the run writing.
+    them, the sum of their :data:`ROW_FINGERPRINT` ``validated_fingerprint``), ``replaced`` the
+    rows the write updated or deleted, ``run_id`` the run writing.
     """
     params = {"d": sale_date, "n": EXAMPLES}
-    rows, duplicates, unordered = conn.execute(_SLICE_FIGURES, params).one()
-    matching = conn.execute(sa.text(_MATCHING.format(staging=staging)), params).scalar_one()
-    kept = conn.execute(_HISTORY_WRITTEN, {"d": sale_date, "run_id": run_id}).scalar_one()
+    rows, duplicates, unordered, fingerprint, kept = conn.execute(_FIGURES, {"d": sale_date, "run_id": run_id}).one()
 
-    matches = rows == validated_rows == matching
+    # Equal counts, equal fingerprints and unique keys: the slice is the validated rows.
+    matches = rows == validated_rows and int(fingerprint) == int(validated_fingerprint) and duplicates == 0
     slice_examples: list[str] = []
     if not matches:
         for statement in (_VALIDATED_NOT_IN_SLICE, _SLICE_NOT_VALIDATED):
@@ -113,7 +124,11 @@ def post_write_checks(
         PostWriteCheck(
             SLICE_MATCHES_VALIDATED,
             matches,
-            {"validated_rows": validated_rows, "rows_in_slice": rows, "rows_matching": matching},
+            {
+                "validated_rows": validated_rows,
+                "rows_in_slice": rows,
+                "values": "equal to the validated rows" if matches else "differ from the validated rows",
+            },
             tuple(slice_examples[:EXAMPLES]),
         ),
         PostWriteCheck(

@@ -34,7 +34,7 @@ from sqlalchemy.engine import Connection, Engine
 from aed_pipeline.lib.at_flower import SOURCE_NAME
 from aed_pipeline.lib.at_flower.records import ValidatedFlowerDay
 from aed_pipeline.lib.at_flower.tables import BIDDING_HISTORY_TABLE, BIDDING_TABLE
-from aed_pipeline.lib.at_flower.write.audit import post_write_checks
+from aed_pipeline.lib.at_flower.write.audit import ROW_FINGERPRINT, post_write_checks
 from aed_pipeline.lib.core import locks
 from aed_pipeline.lib.core.audit import PostWriteCheck, PostWriteChecksFailed
 from aed_pipeline.lib.core.sync_log import sync_run
@@ -145,7 +145,8 @@ _SYNC_SLICE = sa.text(
     " (SELECT count(*) FROM upserted WHERE inserted), (SELECT count(*) FROM upserted WHERE NOT inserted),"
     " (SELECT count(*) FROM vanished),"
     " (SELECT count(*) FROM replaced WHERE end_reason = 'corrected'),"
-    " (SELECT count(*) FROM replaced WHERE end_reason = 'withdrawn')"
+    " (SELECT count(*) FROM replaced WHERE end_reason = 'withdrawn'),"
+    f" (SELECT coalesce(sum({ROW_FINGERPRINT.format('')}), 0) FROM staged)"
 )
 # A sample of what the write replaced, before and after (the current row; none when withdrawn),
 # the largest changes of the total amount first. Read only when something was replaced.
@@ -241,7 +242,7 @@ def write_bidding_day(
     staged = copy_into(conn, _STAGING, _STAGING_COLUMNS, zip(*_columns(rows)))
     new_types = conn.execute(_INSERT_TYPES).rowcount
     new_flowers = conn.execute(_INSERT_FLOWERS).rowcount
-    resolved, inserted, updated, deleted, corrected, withdrawn = conn.execute(
+    resolved, inserted, updated, deleted, corrected, withdrawn, fingerprint = conn.execute(
         _SYNC_SLICE, {"sale_date": sale_date, "run_id": run_id}
     ).one()
     if resolved != staged:  # pragma: no cover - the inserts above guarantee every name resolves
@@ -249,7 +250,13 @@ def write_bidding_day(
     if after_write is not None:
         after_write(conn)
     checks = post_write_checks(
-        conn, sale_date, staging=_STAGING, validated_rows=staged, replaced=updated + deleted, run_id=run_id
+        conn,
+        sale_date,
+        staging=_STAGING,
+        validated_rows=staged,
+        validated_fingerprint=fingerprint,
+        replaced=updated + deleted,
+        run_id=run_id,
     )
     if not all(check.passed for check in checks):
         raise PostWriteChecksFailed(BIDDING_TABLE, sale_date, checks)
