@@ -7,6 +7,8 @@ failures, the blocking checks, and the daily run.
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -15,6 +17,7 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+from aed_pipeline.defs.at_flower import tables as flower_table_defs
 from aed_pipeline.defs.at_flower.assets import flower_auction_raw, flower_auction_validated, public_bidding_flowers
 from aed_pipeline.defs.at_flower.jobs import (
     PARTITION_RANGE_END_TAG,
@@ -26,10 +29,12 @@ from aed_pipeline.defs.at_flower.resources import AtFlowerApiResource
 from aed_pipeline.defs.at_flower.tables import flower_tables
 from aed_pipeline.lib.at_flower.fetch import archived_flower_day
 from aed_pipeline.lib.at_flower.validate import CHECK_DUPLICATE_KEYS, CHECK_PRICE_INVARIANTS, CHECK_VOLUME
+from aed_pipeline.lib.at_flower.write.audit import POST_WRITE_CHECKS
+from aed_pipeline.lib.at_flower.write.normalised import write_bidding_days
 from aed_pipeline.lib.core.archive import RawArchive
 from aed_pipeline.simulator import Simulator, SimulatorServer
 from aed_pipeline_tests.support.flower_support import ASSETS, KEY, NO_WAIT, SETTLED, flower_resources, run
-from aed_pipeline_tests.support.helpers import DUPLICATE_A_SERVED_FLOWER_ROW
+from aed_pipeline_tests.support.helpers import DUPLICATE_A_SERVED_FLOWER_ROW, FLOWER_TABLES, table_state
 
 MONDAY = date(2026, 3, 9)
 SUNDAY = date(2026, 3, 8)
@@ -142,7 +147,13 @@ def test_a_monday_of_cut_flowers_lands_in_every_table_with_its_auction_date(sim,
     types = materialization(result, "flower_types", MONDAY)
     assert types["new_types"] == scalar(engine, "SELECT count(*) FROM flower_types") == types["dagster/row_count"]
     assert all(evaluation.passed for evaluation in check_results(result).values())
-    assert len(check_results(result)) == 3
+    assert set(check_results(result)) == {
+        CHECK_DUPLICATE_KEYS,
+        CHECK_PRICE_INVARIANTS,
+        CHECK_VOLUME,
+        *POST_WRITE_CHECKS,
+    }
+    assert table["corrections"] == 0 and table["corrections_sample"].startswith("none")
     assert KEY not in repr(result.all_events)
 
 
@@ -186,11 +197,29 @@ def test_one_selected_flower_table_still_writes_all_three_in_one_transaction(res
     assert any("writing flower_types, bidding_flowers as well, beyond the selection" in m for m in logged), logged
 
 
-def test_the_tables_declare_their_name_and_column_schema() -> None:
+def test_the_tables_declare_their_name_and_column_schema(engine) -> None:
     for key in ("flower_types", "flowers", "bidding_flowers"):
         metadata = flower_tables.specs_by_key[dg.AssetKey(key)].metadata
         assert metadata["dagster/table_name"] == f"public.{key}"
         assert isinstance(metadata["dagster/column_schema"], dg.TableSchema)
+    # Every column of the table or view, described, in the order the database has them.
+    for spec in (
+        flower_table_defs.bidding_flowers_history,
+        flower_table_defs.bidding_flowers_versions,
+        flower_tables.specs_by_key[dg.AssetKey("bidding_flowers")],
+    ):
+        name = spec.key.path[-1]
+        assert spec.metadata["dagster/table_name"] == f"public.{name}"
+        columns = spec.metadata["dagster/column_schema"].columns
+        assert all(column.description for column in columns if column.name not in ("created_at", "updated_at"))
+        assert [column.name for column in columns] == [
+            row[0]
+            for row in rows(
+                engine,
+                "SELECT column_name FROM information_schema.columns WHERE table_name = :t ORDER BY ordinal_position",
+                t=name,
+            )
+        ]
     assert (
         "dagster/column_schema" in public_bidding_flowers.specs_by_key[dg.AssetKey("public_bidding_flowers")].metadata
     )
@@ -270,6 +299,171 @@ def test_a_corrected_settlement_is_picked_up_by_the_refetch(sim, resources, engi
         for a, b in zip(provisional, rows(engine, "SELECT avg_price, total_amount FROM bidding_flowers ORDER BY id"))
     )
     assert corrected == changed > 0
+
+
+# --------------------------------------------------------------------------- the versions kept
+
+VALUES = "v.min_price, v.avg_price, v.max_price, v.total_amount, v.quantity"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def documented_queries(path: Path) -> list[str]:
+    """The SQL blocks of a document that read the flower versions."""
+    blocks = re.findall(r"```sql\n(.*?);\n```", path.read_text(encoding="utf-8"), flags=re.DOTALL)
+    return [block for block in blocks if "bidding_flowers_versions" in block]
+
+
+def served_values(sim: Simulator, day: date) -> dict[tuple, tuple]:
+    """What the simulator serves today for ``day``: (group, 품목, 품종, 등급) → (min, avg, max, total, qty)."""
+    return {
+        (gubn, row[2], row[3], row[4]): (int(row[6]), int(row[7]), int(row[5]), int(row[8]), int(row[9]))
+        for gubn in (1, 2, 3, 4)
+        for row in sim.flower_rows(day.isoformat(), str(gubn))
+    }
+
+
+def stored_versions(engine: sa.Engine, day: date) -> dict[tuple, list[tuple]]:
+    """Every version of ``day`` in bidding_flowers_versions, per key, first published first."""
+    versions: dict[tuple, list[tuple]] = {}
+    for gubn, pum, good, grade, *rest in rows(
+        engine,
+        f"SELECT v.flower_gubn, t.name, f.name, v.grade, {VALUES}, v.version, v.is_current, v.published_run_id, "
+        "v.replaced_run_id, v.end_reason FROM bidding_flowers_versions v JOIN flowers f ON f.id = v.flower_id "
+        "JOIN flower_types t ON t.id = f.flower_type_id WHERE v.sale_date = :d ORDER BY 1, 2, 3, 4, v.version",
+        d=day,
+    ):
+        versions.setdefault((gubn, pum, good, grade), []).append(tuple(rest))
+    return versions
+
+
+def test_the_late_settlement_leaves_exactly_the_versions_the_simulator_served(sim, resources, engine) -> None:
+    """Partial on the day, complete (some prices provisional) the next, final two days after: each
+    sync of the date on those days adds exactly the versions it was served, field for field."""
+    served: dict[tuple, list[tuple[tuple, str]]] = {}  # key → [(values, run id)] as served, changes only
+    metadata = []
+    for offset in (0, 1, 2, 3):  # the fourth day serves the final rows again: nothing to write
+        sim.today = MONDAY + timedelta(days=offset)
+        result = run(resources, day=MONDAY)
+        assert result.success
+        metadata.append(materialization(result, "bidding_flowers", MONDAY))
+        for key, values in served_values(sim, MONDAY).items():
+            if not served.get(key) or served[key][-1][0] != values:
+                served.setdefault(key, []).append((values, result.run_id))
+
+    stored = stored_versions(engine, MONDAY)
+    assert set(stored) == set(served) == set(served_values(sim, MONDAY))
+    for key, versions in served.items():
+        expected = [
+            (
+                *values,
+                number,
+                number == len(versions),  # the last one served is the current one
+                run_id,
+                None if number == len(versions) else versions[number][1],  # replaced by the next run
+                None if number == len(versions) else "corrected",
+            )
+            for number, (values, run_id) in enumerate(versions, start=1)
+        ]
+        assert stored[key] == expected, key
+    # Some rows were first published partial-day with their final prices, turned provisional the
+    # next day and back to final after: three versions.
+    assert {len(v) for v in served.values()} == {1, 2, 3}
+    history = scalar(engine, "SELECT count(*) FROM bidding_flowers_history WHERE sale_date = :d", d=MONDAY)
+    assert history == sum(len(v) - 1 for v in served.values())
+
+    corrections = [m["corrections"] for m in metadata]
+    assert corrections[0] == 0 and corrections[1] > 0 and corrections[2] > 0 and corrections[3] == 0
+    assert sum(corrections) == history
+    assert " → " in metadata[2]["corrections_sample"] and "avg_price" in metadata[2]["corrections_sample"]
+    assert rows(engine, "SELECT updated, deleted FROM sync_runs WHERE table_name = 'bidding_flowers' ORDER BY id") == [
+        (0, 0),
+        (corrections[1], 0),
+        (corrections[2], 0),
+        (0, 0),
+    ]
+
+    # The README's query (first-published against final prices of the day) gives those versions' ends;
+    # the queries of docs/flower-sync.md run as written.
+    [readme_query] = documented_queries(ROOT / "README.md")
+    expected_ends = {
+        (MONDAY, pum, good, grade, versions[0][0][1], versions[-1][0][1], len(versions))
+        for (_, pum, good, grade), versions in served.items()
+        if len(versions) > 1
+    }
+    assert set(rows(engine, readme_query)) == expected_ends
+    docs = documented_queries(ROOT / "docs" / "flower-sync.md")
+    assert docs[0] == readme_query and len(docs) == 2
+    rows(engine, docs[1])
+
+
+def test_a_violation_before_commit_fails_the_run_with_the_checks_and_rolls_that_date_back(
+    sim, resources, engine, monkeypatch
+) -> None:
+    tuesday = MONDAY + timedelta(days=1)
+    sim.today = tuesday + timedelta(days=1)  # Monday final, Tuesday's prices partly provisional
+    assert run(resources, first=MONDAY, last=tuesday).success
+    before = table_state(engine, (*FLOWER_TABLES, "bidding_flowers_history"))
+
+    calls = []
+
+    def tamper_with_the_second_date(conn) -> None:  # after the write, before the checks
+        calls.append(1)
+        if len(calls) == 2:
+            conn.execute(
+                sa.text(
+                    "UPDATE bidding_flowers SET total_amount = total_amount + 10 "
+                    "WHERE id = (SELECT min(id) FROM bidding_flowers WHERE sale_date = :d)"
+                ),
+                {"d": tuesday},
+            )
+
+    monkeypatch.setattr(
+        flower_table_defs,
+        "write_bidding_days",
+        functools.partial(write_bidding_days, after_write=tamper_with_the_second_date),
+    )
+    sim.today = tuesday + timedelta(days=2)  # Tuesday settled: its corrections would be written
+    result = run(resources, first=MONDAY, last=tuesday)
+    assert not result.success
+    [failure] = result.get_step_failure_events()
+    error = failure.step_failure_data.error
+    assert error.cause is None  # one sentence, no chained traceback
+    assert error.message.count("\n") <= 1
+    assert "post-write checks failed inside the transaction of bidding_flowers 2026-03-10" in error.message
+    assert "rolled back" in error.message and "slice_matches_validated FAILED" in error.message
+
+    evaluations = check_results(result)
+    assert {name: evaluations[name].passed for name in POST_WRITE_CHECKS} == {
+        "slice_matches_validated": False,
+        "keys_unique_in_slice": True,
+        "prices_ordered_in_slice": True,
+        "replaced_versions_kept": True,
+    }
+    failed = evaluations["slice_matches_validated"]
+    assert failed.blocking and failed.metadata["dates_failed"].value == tuesday.isoformat()
+    assert failed.metadata["dates_checked"].value == 2
+    assert "in the table, not validated: " in failed.metadata["failing_examples"].value
+    assert not result.get_asset_materialization_events() or all(
+        e.asset_key.to_user_string() not in ("bidding_flowers", "flowers", "flower_types")
+        for e in result.get_asset_materialization_events()
+    )
+    # Monday was written again unchanged, Tuesday rolled back: every table as before.
+    assert table_state(engine, (*FLOWER_TABLES, "bidding_flowers_history")) == {
+        **before,
+        "public_bidding_flowers": table_state(engine, ("public_bidding_flowers",))["public_bidding_flowers"],
+    }
+    status, error_type, message = rows(
+        engine,
+        "SELECT status, error_type, error FROM sync_runs WHERE table_name = 'bidding_flowers' "
+        "AND partition_key = :d ORDER BY id DESC LIMIT 1",
+        d=tuesday.isoformat(),
+    )[0]
+    assert (status, error_type) == ("failed", "PostWriteChecksFailed") and "slice_matches_validated" in message
+    assert rows(
+        engine,
+        "SELECT status FROM sync_runs WHERE table_name = 'bidding_flowers' AND partition_key = :d ORDER BY id",
+        d=MONDAY.isoformat(),
+    ) == [("success",), ("success",)]
 
 
 # --------------------------------------------------------------------------- a range in one run

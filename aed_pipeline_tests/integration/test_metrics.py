@@ -19,6 +19,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
+import pandas as pd
 import psycopg
 import pytest
 import sqlalchemy as sa
@@ -30,6 +31,7 @@ from aed_pipeline.defs.at_flower.tables import flower_tables
 from aed_pipeline.defs.shared.io import PartitionedPickleIOManager
 from aed_pipeline.defs.shared.resources import RawArchiveResource, WarehouseResource
 from aed_pipeline.lib.at_flower.source import AT_FLOWER
+from aed_pipeline.lib.at_flower.write.normalised import write_bidding_day
 from aed_pipeline.lib.core.kst import kst_date, kst_midnight
 from aed_pipeline.lib.core.sync_log import sync_run
 from aed_pipeline.lib.core.warehouse import warehouse_engine
@@ -94,6 +96,8 @@ def synced_url(embedded_pg, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         },
     )
     assert flowers.success
+    # A settlement correction of one row of that Monday, written as a sync writes it.
+    _correct_one_flower_row(warehouse_engine(url), FLOWER_MONDAY)
 
     with (
         pytest.raises(MissingDevicesGuardTripped),
@@ -110,6 +114,24 @@ def synced_url(embedded_pg, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     yield url
     with psycopg.connect(embedded_pg.conninfo("postgres"), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _correct_one_flower_row(engine: sa.Engine, sale_date: date) -> None:
+    """Write ``sale_date``'s slice again with the total amount of its first row raised by 10 원."""
+    with engine.begin() as conn:
+        frame = pd.read_sql_query(
+            sa.text(
+                "SELECT b.flower_gubn, t.name AS pum_name, f.name AS good_name, b.grade AS lv_nm, "
+                "b.min_price AS min_amt, b.avg_price AS avg_amt, b.max_price AS max_amt, b.total_amount AS tot_amt, "
+                "b.quantity AS tot_qty FROM bidding_flowers b JOIN flowers f ON f.id = b.flower_id "
+                "JOIN flower_types t ON t.id = f.flower_type_id WHERE b.sale_date = :d ORDER BY b.id"
+            ),
+            conn,
+            params={"d": sale_date},
+        )
+        frame.loc[0, "tot_amt"] += 10
+        counts = write_bidding_day(conn, sale_date, frame, run_id="correcting-run")
+    assert (counts.corrected, counts.withdrawn) == (1, 0)
 
 
 @pytest.fixture(scope="module")
@@ -274,6 +296,13 @@ def test_warehouse_gauges_match_the_tables(scraped, synced_engine) -> None:
     for table in ("public_bidding_flowers", "flower_types", "flowers", "bidding_flowers"):
         [(rows,)] = query(synced_engine, f"SELECT count(*) FROM {table}")
         assert value(scraped, "flower_rows", table=table) == rows > 0
+    # The settlement corrections kept, a counter by reason (every reason served, 0 when none).
+    replaced = dict(query(synced_engine, "SELECT end_reason, count(*) FROM bidding_flowers_history GROUP BY 1"))
+    assert replaced == {"corrected": 1}
+    assert series(scraped, "flower_price_corrections_total") == {
+        frozenset({("reason", "corrected")}): 1,
+        frozenset({("reason", "withdrawn")}): 0,
+    }
     [(quarantined,)] = query(synced_engine, "SELECT count(*) FROM rejected_records WHERE source = 'egen_aed'")
     assert value(scraped, "edgen_sync_quarantined_records") == quarantined
     assert value(scraped, "aed_pipeline_metrics_up") == 1
@@ -294,7 +323,13 @@ def test_metrics_serve_binds_to_localhost_and_serves_the_configured_database(syn
         server.send_signal(signal.SIGINT)
         server.wait(timeout=10)
     assert server.returncode == 0
-    for name in ("edgen_sync_runs_total", "edgen_sync_records_total", "flower_sync_records_total", "flower_rows"):
+    for name in (
+        "edgen_sync_runs_total",
+        "edgen_sync_records_total",
+        "flower_sync_records_total",
+        "flower_rows",
+        "flower_price_corrections_total",
+    ):
         assert series(samples, name) == series(scraped, name)
 
 
@@ -363,6 +398,8 @@ def test_the_dashboard_imports_as_is_and_queries_only_served_metrics(exposition)
             "runs_total",
         ):
             assert f"{prefix}_{suffix}" in queried
+    # So are the changes and the corrections an operator charts.
+    assert {"edgen_aed_newest_snapshot_changes", "flower_price_corrections_total"} <= queried
 
 
 def test_the_expression_parser_finds_metric_names_and_nothing_else() -> None:

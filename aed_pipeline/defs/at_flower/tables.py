@@ -6,7 +6,7 @@ from typing import Any
 import dagster as dg
 
 from aed_pipeline.defs.at_flower.partitions import flower_daily_partitions
-from aed_pipeline.defs.shared.failures import StepRetryConfig, warehouse_step
+from aed_pipeline.defs.shared.failures import StepRetryConfig, refused, warehouse_step
 from aed_pipeline.defs.shared.freshness import freshness_policy
 from aed_pipeline.defs.shared.io import per_partition
 from aed_pipeline.defs.shared.metadata import (
@@ -17,6 +17,7 @@ from aed_pipeline.defs.shared.metadata import (
     joined_sources,
     log_date,
     markdown_table,
+    post_write_check_results,
     run_sale_dates,
 )
 from aed_pipeline.defs.shared.resources import WarehouseResource
@@ -24,6 +25,10 @@ from aed_pipeline.lib.at_flower.records import ValidatedFlowerDay
 from aed_pipeline.lib.at_flower.source import AT_FLOWER
 from aed_pipeline.lib.at_flower.tables import (
     BIDDING_FLOWERS_COLUMNS,
+    BIDDING_HISTORY_COLUMNS,
+    BIDDING_HISTORY_TABLE,
+    BIDDING_VERSIONS_COLUMNS,
+    BIDDING_VERSIONS_VIEW,
     FLOWER_TYPES_COLUMNS,
     FLOWERS_COLUMNS,
     TOP_COLUMNS,
@@ -31,8 +36,17 @@ from aed_pipeline.lib.at_flower.tables import (
     table_row_counts,
     top_by_quantity,
 )
-from aed_pipeline.lib.at_flower.write.normalised import BlockedDays, WrittenBiddingDay, write_bidding_days
-from aed_pipeline.lib.core.display import shown
+from aed_pipeline.lib.at_flower.write.audit import POST_WRITE_CHECKS
+from aed_pipeline.lib.at_flower.write.normalised import (
+    CORRECTED_VALUES,
+    BlockedDays,
+    Correction,
+    PostWriteChecksFailed,
+    WrittenBiddingDay,
+    write_bidding_days,
+)
+from aed_pipeline.lib.core.audit import PostWriteCheck
+from aed_pipeline.lib.core.display import MISSING, shown
 from aed_pipeline.lib.core.kst import date_span
 
 VALIDATED = dg.AssetKey("flower_auction_validated")
@@ -81,7 +95,10 @@ def _table_specs() -> list[dg.AssetSpec]:
         _table_spec(
             BIDDING_FLOWERS.path[-1],
             "Settled aT 양재 auction prices per sale date, 품종 and grade (min/avg/max, total amount, "
-            "quantity). Each sale date's slice is brought to the validated rows of that date.",
+            "quantity): the current version. Each sale date's slice is brought to the validated rows of that "
+            "date; the rows it replaces (settlement corrections, withdrawn rows) are kept in "
+            "bidding_flowers_history (every version: view bidding_flowers_versions). The checks are judged "
+            "inside each date's transaction: a failure rolls that date back.",
             BIDDING_FLOWERS_COLUMNS,
             [VALIDATED, FLOWERS],
             freshness_policy(AT_FLOWER),
@@ -101,6 +118,10 @@ def _table_specs() -> list[dg.AssetSpec]:
     partitions_def=flower_daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
     can_subset=True,
+    check_specs=[
+        dg.AssetCheckSpec(name, asset=BIDDING_FLOWERS, blocking=True, description=text)
+        for name, text in POST_WRITE_CHECKS.items()
+    ],
 )
 @warehouse_step("writing flower_types, flowers and bidding_flowers")
 def flower_tables(context: dg.AssetExecutionContext, config: StepRetryConfig, validated, warehouse: WarehouseResource):
@@ -108,7 +129,10 @@ def flower_tables(context: dg.AssetExecutionContext, config: StepRetryConfig, va
 
     Dates go in ascending order, each in one transaction with its ``sync_runs`` row: new 품목 and
     품종 are upserted, and the date's ``bidding_flowers`` slice is brought to the validated rows
-    (inserted, updated, deleted; unchanged rows are not touched). The three tables are always
+    (inserted, updated, deleted; unchanged rows are not touched), the replaced rows kept in
+    ``bidding_flowers_history``. The checks on ``bidding_flowers`` are judged inside each date's
+    transaction before COMMIT: a failure rolls that date back and fails the run with the checks'
+    results (the dates before it stay written). The three tables are always
     written together, also when only some of them are selected; only the selected ones are
     reported as materialised. A failure part-way keeps the dates already written. A date whose
     validated frame failed a blocking check is never written, even when this asset is
@@ -135,14 +159,54 @@ def flower_tables(context: dg.AssetExecutionContext, config: StepRetryConfig, va
             allow_retries=False,
         ) from None
 
-    written = []
-    for done, write in enumerate(writes, start=1):
-        written.append(write)
-        _report_written_day(context, write, done, len(days), selected)
+    checked = {key.name for key in context.selected_asset_check_keys if key.asset_key == BIDDING_FLOWERS}
+    written: list[WrittenBiddingDay] = []
+    try:
+        for done, write in enumerate(writes, start=1):
+            written.append(write)
+            _report_written_day(context, write, done, len(days), selected)
+    except PostWriteChecksFailed as exc:
+        # Reported on bidding_flowers, then the step fails; from None: the sentence is the whole failure.
+        yield from _check_results(written, exc.checks, exc.partition, checked)
+        raise refused(exc) from None
     with engine.connect() as conn:
         table_rows = table_row_counts(conn)
     results = _report_tables_run(context, sale_dates, written, table_rows, selected)
     yield from (result for result in results if result.asset_key in selected)
+    yield from _check_results(written, None, None, checked)
+
+
+def _check_results(
+    written: list[WrittenBiddingDay],
+    failing: tuple[PostWriteCheck, ...] | None,
+    failing_date: date | None,
+    checked: set[str],
+) -> list[dg.AssetCheckResult]:
+    """One result per check on ``bidding_flowers`` over the run's dates: the verdicts of the dates
+    written, and of the date whose checks failed (``failing``), whose figures and examples it shows."""
+    verdicts: dict[str, list[tuple[date, PostWriteCheck]]] = {}
+    for write in written:
+        for check in write.counts.checks:
+            verdicts.setdefault(check.name, []).append((write.day.sale_date, check))
+    if failing is not None and failing_date is not None:
+        for check in failing:
+            verdicts.setdefault(check.name, []).append((failing_date, check))
+    judged = {
+        name: next(((d, c) for d, c in reversed(dated) if not c.passed), dated[-1]) for name, dated in verdicts.items()
+    }
+    summary = {
+        name: {
+            "dates_checked": len(verdicts[name]),
+            "dates_failed": ", ".join(d.isoformat() for d, c in verdicts[name] if not c.passed) or "none",
+            "sale_date_shown": shown_date.isoformat(),
+        }
+        for name, (shown_date, _) in judged.items()
+    }
+    return post_write_check_results(
+        BIDDING_FLOWERS,
+        tuple(check for name, (_, check) in judged.items() if name in checked),
+        extra=summary,
+    )
 
 
 def _report_written_day(
@@ -164,6 +228,10 @@ def _report_written_day(
                 "updated": counts.updated,
                 "deleted": counts.deleted,
                 "unchanged": counts.unchanged,
+                "corrections": counts.replaced,
+                "corrected": counts.corrected,
+                "withdrawn": counts.withdrawn,
+                "corrections_sample": dg.MetadataValue.md(corrections_table(counts.corrections, counts.replaced)),
                 "rejected_rows": day.rejected,
                 "source": day.source,
                 "top_10_by_quantity": dg.MetadataValue.md(
@@ -177,8 +245,9 @@ def _report_written_day(
         context,
         done,
         total,
-        f"{key}: {counts.rows} rows ({counts.inserted} new, {counts.updated} changed, {counts.deleted} gone, "
-        f"{counts.unchanged} unchanged); {counts.new_types} new 품목, {counts.new_flowers} new 품종",
+        f"{key}: {counts.rows} rows ({counts.inserted} new, {counts.updated} corrected, {counts.deleted} withdrawn, "
+        f"{counts.unchanged} unchanged; {counts.replaced} replaced versions kept); {counts.new_types} new 품목, "
+        f"{counts.new_flowers} new 품종",
     )
 
 
@@ -199,6 +268,7 @@ def _report_tables_run(
             w.counts.updated,
             w.counts.deleted,
             w.counts.unchanged,
+            w.counts.replaced,
             w.counts.new_types,
             w.counts.new_flowers,
         ]
@@ -211,10 +281,21 @@ def _report_tables_run(
             {
                 "run_rows_per_date": dg.MetadataValue.md(
                     markdown_table(
-                        ["sale date", "rows", "inserted", "updated", "deleted", "unchanged", "new 품목", "new 품종"],
-                        bounded(per_date, width=8),
+                        [
+                            "sale date",
+                            "rows",
+                            "inserted",
+                            "updated",
+                            "deleted",
+                            "unchanged",
+                            "corrections",
+                            "new 품목",
+                            "new 품종",
+                        ],
+                        bounded(per_date, width=9),
                     )
-                )
+                ),
+                "run_corrections_sample": dg.MetadataValue.md(_run_corrections(written)),
             },
             asset_key=BIDDING_FLOWERS,
         )
@@ -244,7 +325,90 @@ def _report_tables_run(
                 "run_updated": total("updated"),
                 "run_deleted": total("deleted"),
                 "run_unchanged": total("unchanged"),
+                "run_corrections": total("replaced"),
+                "run_corrected": total("corrected"),
+                "run_withdrawn": total("withdrawn"),
                 "dagster/row_count": table_rows["bidding_flowers"],
             },
         ),
     ]
+
+
+# --------------------------------------------------------------------------- the corrections
+
+CORRECTION_COLUMNS = ("품목 (item)", "품종 (variety)", "등급 (grade)", "why", *CORRECTED_VALUES)
+#: Dates of a run's summary that show their corrections.
+RUN_CORRECTION_DATES = 5
+
+
+def corrections_table(corrections: tuple[Correction, ...], total: int) -> str:
+    """The sample of replaced rows as a markdown table: each value before → after (one value when it
+    did not change; ``∅`` after a withdrawal), with how many the sample leaves out."""
+    if not corrections:
+        return "none: no published row was corrected or withdrawn"
+
+    def cell(before: int, after: int | None) -> str:
+        return str(before) if after == before else f"{before} → {MISSING if after is None else after}"
+
+    rows = [
+        [
+            c.pum_name,
+            c.good_name,
+            c.grade,
+            c.end_reason,
+            *(cell(b, None if c.after is None else a) for b, a in zip(c.before, c.after or c.before)),
+        ]
+        for c in corrections
+    ]
+    more = (
+        f"\n\n… and {total - len(corrections)} more (bidding_flowers_versions has them all)."
+        if total > len(rows)
+        else ""
+    )
+    return markdown_table(CORRECTION_COLUMNS, rows) + more
+
+
+def _run_corrections(written: list[WrittenBiddingDay]) -> str:
+    corrected = [w for w in written if w.counts.replaced]
+    if not corrected:
+        return "none: no published row was corrected or withdrawn"
+    parts = [
+        f"**{w.day.sale_date.isoformat()}**: {w.counts.replaced} replaced\n\n"
+        + corrections_table(w.counts.corrections, w.counts.replaced)
+        for w in corrected[-RUN_CORRECTION_DATES:]
+    ]
+    earlier = len(corrected) - RUN_CORRECTION_DATES
+    lead = [f"… {earlier} earlier dates with corrections (see each partition's metadata)"] if earlier > 0 else []
+    return "\n\n".join(lead + parts)
+
+
+# The history and the versions, in the catalog beside bidding_flowers: a table and a view its
+# transaction keeps (external assets: nothing materialises them on their own).
+bidding_flowers_history = dg.AssetSpec(
+    BIDDING_HISTORY_TABLE,
+    deps=[BIDDING_FLOWERS],
+    group_name=AT_FLOWER.group,
+    kinds={"postgres"},
+    owners=OWNERS,
+    metadata={
+        "dagster/column_schema": column_schema(BIDDING_HISTORY_COLUMNS),
+        "dagster/table_name": f"public.{BIDDING_HISTORY_TABLE}",
+    },
+    description="The versions of bidding_flowers a sync replaced: settlement corrections (served again with "
+    "other values) and withdrawn rows, with when and by which run each was written and replaced. Written in the "
+    "transaction of each sale date's slice; never deleted.",
+)
+bidding_flowers_versions = dg.AssetSpec(
+    BIDDING_VERSIONS_VIEW,
+    deps=[BIDDING_FLOWERS, bidding_flowers_history],
+    group_name=AT_FLOWER.group,
+    kinds={"postgres"},
+    owners=OWNERS,
+    metadata={
+        "dagster/column_schema": column_schema(BIDDING_VERSIONS_COLUMNS),
+        "dagster/table_name": f"public.{BIDDING_VERSIONS_VIEW}",
+    },
+    description="Every version of the settled flower prices (a view): the replaced ones of "
+    "bidding_flowers_history and the current ones of bidding_flowers, numbered per sale date, 품종 and grade "
+    "from the first published (version 1); is_current marks the one bidding_flowers holds.",
+)

@@ -14,7 +14,7 @@ from typing import Any
 
 import dagster as dg
 
-from aed_pipeline.defs.shared.metadata import markdown_table
+from aed_pipeline.defs.shared.metadata import markdown_table, post_write_check_results
 from aed_pipeline.lib.egen_aed.changes import FeedChange
 from aed_pipeline.lib.egen_aed.validate import ValidatedAedSnapshot
 from aed_pipeline.lib.egen_aed.write.types import AedSyncResult, PostWriteCheck, RetiredDevice
@@ -89,20 +89,7 @@ def feed_counts_json(result: AedSyncResult) -> dict[str, dict[str, int]]:
 
 def check_results(checks: tuple[PostWriteCheck, ...]) -> list[dg.AssetCheckResult]:
     """The checks judged inside the transaction, as Dagster check results on ``aed_data``."""
-    return [
-        dg.AssetCheckResult(
-            asset_key="aed_data",
-            check_name=check.name,
-            passed=check.passed,
-            severity=dg.AssetCheckSeverity.ERROR,
-            description=None if check.passed else check.describe(),
-            metadata={
-                **check.figures,
-                **({"failing_examples": dg.MetadataValue.md(_bullets(check.examples))} if check.examples else {}),
-            },
-        )
-        for check in checks
-    ]
+    return post_write_check_results("aed_data", checks)
 
 
 def change_report(result: AedSyncResult) -> str:
@@ -184,10 +171,6 @@ def feed_report(rows: tuple[FeedChange, ...]) -> str:
     ]
     more = f"\n\n… and {len(rows) - PLAN_FEED_ROWS_SHOWN} more rows." if len(rows) > PLAN_FEED_ROWS_SHOWN else ""
     return markdown_table(["snapshot date", "device", "change", "changed columns"], shown) + more
-
-
-def _bullets(items: tuple[str, ...]) -> str:
-    return "\n".join(f"- `{item}`" for item in items)
 
 
 def _cell(value: str | None) -> str:

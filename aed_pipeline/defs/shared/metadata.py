@@ -6,9 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
+
+if TYPE_CHECKING:
+    from aed_pipeline.lib.core.audit import PostWriteCheck
 
 #: Who answers for every asset of the platform (the UI's *Owners*); one team for both sources.
 OWNERS = ["team:data-engineering"]
@@ -81,3 +84,31 @@ def joined_sources(sources: Iterable[str]) -> str:
 def column_schema(columns: Sequence[tuple[str, str, str]]) -> dg.TableSchema:
     """A table's ``dagster/column_schema`` from ``(name, type, description)`` tuples."""
     return dg.TableSchema(columns=[dg.TableColumn(name, type_, description=text) for name, type_, text in columns])
+
+
+def post_write_check_results(
+    asset_key: dg.AssetKey | str,
+    checks: Sequence[PostWriteCheck],
+    extra: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list[dg.AssetCheckResult]:
+    """The checks a write judged inside its transaction, as Dagster check results on ``asset_key``:
+    each check's figures, its failing examples, and ``extra[check name]`` as further metadata."""
+    return [
+        dg.AssetCheckResult(
+            asset_key=asset_key,
+            check_name=check.name,
+            passed=check.passed,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=None if check.passed else check.describe(),
+            metadata={
+                **check.figures,
+                **(extra or {}).get(check.name, {}),
+                **(
+                    {"failing_examples": dg.MetadataValue.md("\n".join(f"- `{e}`" for e in check.examples))}
+                    if check.examples
+                    else {}
+                ),
+            },
+        )
+        for check in checks
+    ]

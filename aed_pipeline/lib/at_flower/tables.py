@@ -23,7 +23,12 @@ from aed_pipeline.lib.ops.source import Gauge
 
 __all__ = [
     "BIDDING_FLOWERS_COLUMNS",
+    "BIDDING_HISTORY_COLUMNS",
+    "BIDDING_HISTORY_TABLE",
     "BIDDING_TABLE",
+    "BIDDING_VERSIONS_COLUMNS",
+    "BIDDING_VERSIONS_VIEW",
+    "END_REASONS",
     "FLOWERS_COLUMNS",
     "FLOWER_TYPES_COLUMNS",
     "PUBLIC_BIDDING_FLOWERS_COLUMNS",
@@ -40,6 +45,11 @@ __all__ = [
 
 PUBLIC_TABLE = "public_bidding_flowers"
 BIDDING_TABLE = "bidding_flowers"
+#: The versions of ``bidding_flowers`` a sync replaced, and the view of every version (migration 0005).
+BIDDING_HISTORY_TABLE = "bidding_flowers_history"
+BIDDING_VERSIONS_VIEW = "bidding_flowers_versions"
+#: Why a version ended: served again with other values, or no longer served for its date.
+END_REASONS = ("corrected", "withdrawn")
 
 #: ``(name, type, description)`` of one column.
 Column = tuple[str, str, str]
@@ -88,7 +98,36 @@ BIDDING_FLOWERS_COLUMNS: tuple[Column, ...] = (
     ("total_amount", "bigint", "totAmt, 원"),
     ("quantity", "bigint", "totQty"),
     ("created_at", "timestamptz", ""),
-    ("updated_at", "timestamptz", "last change of a price or quantity"),
+    ("updated_at", "timestamptz", "last change of a price or quantity: when the current values were written"),
+    ("run_id", "text", "the Dagster run that wrote the current values (∅: written before migration 0005)"),
+)
+_VERSION_KEY_AND_VALUES: tuple[Column, ...] = (
+    ("sale_date", "date", "the auction date"),
+    ("flower_gubn", "smallint", "1 절화, 2 관엽, 3 난, 4 춘란"),
+    ("flower_id", "bigint", "→ flowers"),
+    ("grade", "text", "lvNm (등급)"),
+    ("min_price", "bigint", "minAmt, 원, as this version had it"),
+    ("avg_price", "bigint", "avgAmt, 원, as this version had it"),
+    ("max_price", "bigint", "maxAmt, 원, as this version had it"),
+    ("total_amount", "bigint", "totAmt, 원, as this version had it"),
+    ("quantity", "bigint", "totQty, as this version had it"),
+    ("published_at", "timestamptz", "when this version was written (the replaced row's updated_at)"),
+    ("published_run_id", "text", "the Dagster run that wrote it (∅: written before migration 0005)"),
+)
+BIDDING_HISTORY_COLUMNS: tuple[Column, ...] = (
+    ("id", "bigint", "identity"),
+    *_VERSION_KEY_AND_VALUES,
+    ("replaced_at", "timestamptz", "when a sync replaced it (the next version's published_at)"),
+    ("replaced_run_id", "text", "the Dagster run that replaced it"),
+    ("end_reason", "text", "corrected (served again with other values) or withdrawn (no longer served that date)"),
+)
+BIDDING_VERSIONS_COLUMNS: tuple[Column, ...] = (
+    *_VERSION_KEY_AND_VALUES,
+    ("replaced_at", "timestamptz", "when a sync replaced it; ∅ for the current version"),
+    ("replaced_run_id", "text", "the Dagster run that replaced it; ∅ for the current version"),
+    ("end_reason", "text", "corrected or withdrawn; ∅ for the current version"),
+    ("version", "bigint", "1 = first published, then each correction in order"),
+    ("is_current", "boolean", "the version bidding_flowers holds now"),
 )
 
 # --------------------------------------------------------------------------- public_bidding_flowers
@@ -193,9 +232,26 @@ FLOWER_TABLES = (PUBLIC_TABLE, "flower_types", "flowers", BIDDING_TABLE)
 _FLOWER_ROWS = sa.text(" UNION ALL ".join(f"SELECT '{table}', count(*) FROM {table}" for table in FLOWER_TABLES))
 
 
+_CORRECTIONS = sa.text(f"SELECT end_reason, count(*) FROM {BIDDING_HISTORY_TABLE} GROUP BY end_reason")
+
+
 def warehouse_gauges(conn: Connection) -> list[Gauge]:
-    """``flower_rows{table}``: rows in each flower table."""
+    """``flower_rows{table}``: rows in each flower table; ``flower_price_corrections_total{reason}``:
+    the versions of ``bidding_flowers`` a sync replaced (the history's rows, which are never deleted),
+    by why they ended, every reason served from 0."""
     rows: dict[tuple[str, ...], float] = {
         (table,): float(count) for table, count in conn.execute(_FLOWER_ROWS).tuples()
     }
-    return [Gauge("flower_rows", "rows in each flower table", rows, labels=("table",))]
+    replaced: dict[str, int] = {reason: int(n) for reason, n in conn.execute(_CORRECTIONS).tuples()}
+    corrections: dict[tuple[str, ...], float] = {(reason,): float(replaced.get(reason, 0)) for reason in END_REASONS}
+    return [
+        Gauge("flower_rows", "rows in each flower table", rows, labels=("table",)),
+        Gauge(
+            "flower_price_corrections",
+            "versions of bidding_flowers replaced by a later sync of their sale date (settlement corrections), "
+            "by reason: corrected (served again with other values) or withdrawn (no longer served)",
+            corrections,
+            labels=("reason",),
+            kind="counter",
+        ),
+    ]

@@ -19,8 +19,10 @@ for the aT flower auctions):
 A source writing more than one table (the flowers) labels its series with ``table`` too. The
 sources come from the registry (``lib/sources.py``), each adding gauges of its own tables
 (``warehouse_gauges``): ``edgen_aed_devices{state}``, ``edgen_aed_newest_snapshot_timestamp`` /
-``_age_days``, ``edgen_aed_newest_snapshot_changes{type}`` (the change feed), ``flower_rows{table}``. ``aed_pipeline_metrics_up`` is 0 when the database could not be read; the
-scrape then still answers, with that alone.
+``_age_days``, ``edgen_aed_newest_snapshot_changes{type}`` (the change feed), ``flower_rows{table}``,
+``flower_price_corrections_total{reason}`` (the settlement corrections kept in
+``bidding_flowers_history``). ``aed_pipeline_metrics_up`` is 0 when the database could not be read;
+the scrape then still answers, with that alone.
 """
 
 from __future__ import annotations
@@ -213,9 +215,10 @@ def _labels(spec: Source, table: str) -> tuple[str, ...]:
 
 
 def _reading(gauge: Gauge) -> Metric:
+    kind = CounterMetricFamily if gauge.kind == "counter" else GaugeMetricFamily
     if not gauge.labels:
-        return GaugeMetricFamily(gauge.name, gauge.documentation, gauge.values.get((), 0))
-    family = GaugeMetricFamily(gauge.name, gauge.documentation, labels=list(gauge.labels))
+        return kind(gauge.name, gauge.documentation, gauge.values.get((), 0))
+    family = kind(gauge.name, gauge.documentation, labels=list(gauge.labels))
     for label_values, value in gauge.values.items():
         family.add_metric(list(label_values), value)
     return family

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, time
+from typing import Literal
 
 from sqlalchemy.engine import Connection
 
@@ -17,13 +18,16 @@ from sqlalchemy.engine import Connection
 class Gauge:
     """One gauge a source reads from its own tables at every metrics scrape.
 
-    ``values`` maps label values (in ``labels`` order; ``()`` when unlabelled) to the value.
+    ``values`` maps label values (in ``labels`` order; ``()`` when unlabelled) to the value. A
+    ``counter`` is a reading that only grows (rows of an append-only table): it is served as a
+    Prometheus counter, ``<name>_total``, so that ``increase()`` charts it.
     """
 
     name: str
     documentation: str
     values: Mapping[tuple[str, ...], float] = field(default_factory=dict)
     labels: tuple[str, ...] = ()
+    kind: Literal["gauge", "counter"] = "gauge"
 
 
 def _always_expected(_: date) -> str | None:

@@ -13,9 +13,9 @@ import sqlalchemy as sa
 from aed_pipeline.lib.at_flower.records import plain_valid_rows, validate_flower_rows
 from aed_pipeline.lib.at_flower.source import AT_FLOWER
 from aed_pipeline.lib.at_flower.tables import known_volumes, top_by_quantity
-from aed_pipeline.lib.at_flower.write.normalised import write_bidding_day
+from aed_pipeline.lib.at_flower.write.normalised import PostWriteChecksFailed, write_bidding_day
 from aed_pipeline.lib.core.sync_log import sync_run
-from aed_pipeline.lib.core.warehouse import warehouse_engine
+from aed_pipeline.lib.core.warehouse import downgrade_schema, upgrade_schema, warehouse_engine
 
 MONDAY = date(2026, 3, 9)
 
@@ -160,3 +160,117 @@ def test_the_volume_history_holds_only_dates_whose_sync_succeeded(engine) -> Non
     assert set(volumes) == {MONDAY, date(2026, 3, 2)}
     assert volumes[MONDAY][1].rows == 2 and volumes[MONDAY][1].quantity == 59
     assert volumes[date(2026, 3, 2)] == {}
+
+
+# --------------------------------------------------------------------------- the versions kept
+
+
+def write_as(engine: sa.Engine, rows: pd.DataFrame, run_id: str, sale_date: date = MONDAY, after_write=None):
+    with engine.begin() as conn:
+        return write_bidding_day(conn, sale_date, rows, run_id=run_id, after_write=after_write)
+
+
+def versions(engine: sa.Engine) -> list[tuple]:
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.text(
+                "SELECT t.name, f.name, v.grade, v.avg_price, v.total_amount, v.version, v.is_current, "
+                "v.end_reason, v.published_run_id, v.replaced_run_id FROM bidding_flowers_versions v "
+                "JOIN flowers f ON f.id = v.flower_id JOIN flower_types t ON t.id = f.flower_type_id "
+                "ORDER BY 1, 2, 3, v.version"
+            )
+        ).all()
+
+
+def test_a_correction_and_a_withdrawal_keep_the_replaced_values_as_versions(engine) -> None:
+    write_as(engine, valid(ROSE, LILY, MUM), "run-1")
+    corrected = (1, "장미", "메두사", "특1", 1000, 2100, 3000, 21000, 10)
+    counts = write_as(engine, valid(corrected, LILY), "run-2")
+    assert (counts.corrected, counts.withdrawn, counts.replaced) == (1, 1, 2)
+    assert versions(engine) == [
+        ("국화", "샤로트", "상2", 1200, 48000, 1, False, "withdrawn", "run-1", "run-2"),
+        ("백합", "메두사", "특2", 1800, 88200, 1, True, None, "run-1", None),
+        ("장미", "메두사", "특1", 2000, 20000, 1, False, "corrected", "run-1", "run-2"),
+        ("장미", "메두사", "특1", 2100, 21000, 2, True, None, "run-2", None),
+    ]
+    by_name = {(c.pum_name, c.end_reason): c for c in counts.corrections}
+    assert by_name[("장미", "corrected")].before == (1000, 2000, 3000, 20000, 10)
+    assert by_name[("장미", "corrected")].after == (1000, 2100, 3000, 21000, 10)
+    assert by_name[("국화", "withdrawn")].after is None
+    with engine.connect() as conn:  # a version ends when the next one is published
+        gaps = conn.execute(
+            sa.text(
+                "SELECT count(*) FROM bidding_flowers_history h JOIN bidding_flowers b USING "
+                "(sale_date, flower_gubn, flower_id, grade) WHERE h.replaced_at <> b.updated_at"
+            )
+        ).scalar_one()
+    assert gaps == 0
+
+
+def test_an_unchanged_rerun_writes_no_version(engine) -> None:
+    write_as(engine, valid(ROSE, LILY), "run-1")
+    counts = write_as(engine, valid(ROSE, LILY), "run-2")
+    assert (counts.replaced, counts.corrections, counts.updated) == (0, (), 0)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM bidding_flowers_history")).scalar_one() == 0
+        assert set(conn.execute(sa.text("SELECT run_id FROM bidding_flowers")).scalars()) == {"run-1"}
+
+
+def test_a_violation_after_the_write_fails_the_checks_and_rolls_the_date_back(engine) -> None:
+    write_as(engine, valid(ROSE, LILY), "run-1")
+    before = bidding(engine)
+
+    def tamper(conn) -> None:  # as if the write had got a price wrong, and lost a replaced version
+        conn.execute(sa.text("UPDATE bidding_flowers SET total_amount = total_amount + 10 WHERE grade = '특2'"))
+        conn.execute(sa.text("DELETE FROM bidding_flowers_history"))
+
+    corrected = (1, "장미", "메두사", "특1", 1000, 2100, 3000, 21000, 10)
+    with pytest.raises(PostWriteChecksFailed) as failed:
+        write_as(engine, valid(corrected, LILY), "run-2", after_write=tamper)
+    verdicts = {check.name: check.passed for check in failed.value.checks}
+    assert verdicts == {
+        "slice_matches_validated": False,
+        "keys_unique_in_slice": True,
+        "prices_ordered_in_slice": True,
+        "replaced_versions_kept": False,
+    }
+    [mismatch] = [c for c in failed.value.checks if c.name == "slice_matches_validated"]
+    assert mismatch.examples == (
+        "validated, not in the table as validated: 백합 메두사 특2 (1800/1800/1800/88200/49)",
+        "in the table, not validated: 백합 메두사 특2 (1800/1800/1800/88210/49)",
+    )
+    assert "rolled back" in str(failed.value) and "bidding_flowers 2026-03-09" in str(failed.value)
+    assert bidding(engine) == before
+    assert versions(engine)[0][-2:] == ("run-1", None)
+
+
+def current_prices(engine: sa.Engine) -> list[tuple]:
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.text(
+                "SELECT id, sale_date, flower_gubn, flower_id, grade, min_price, avg_price, max_price, total_amount, "
+                "quantity, created_at, updated_at FROM bidding_flowers ORDER BY id"
+            )
+        ).all()
+
+
+def test_the_migration_down_keeps_the_current_prices_and_up_makes_them_first_versions(engine) -> None:
+    write_as(engine, valid(ROSE, LILY, MUM), "run-1")
+    write_as(engine, valid((1, "장미", "메두사", "특1", 1000, 2100, 3000, 21000, 10), LILY), "run-2")
+    prices = current_prices(engine)
+    downgrade_schema(engine, "0004")
+    inspector = sa.inspect(engine)
+    assert "bidding_flowers_versions" not in inspector.get_view_names()
+    assert "bidding_flowers_history" not in inspector.get_table_names()
+    assert "run_id" not in {c["name"] for c in inspector.get_columns("bidding_flowers")}
+    assert current_prices(engine) == prices
+    upgrade_schema(engine)
+    assert current_prices(engine) == prices
+    # The rows kept become each key's first and current version (their run unknown); syncs go on.
+    assert [row[5:] for row in versions(engine)] == [(1, True, None, None, None), (1, True, None, None, None)]
+    counts = write_as(engine, valid((1, "장미", "메두사", "특1", 1000, 2200, 3000, 22000, 10), LILY), "run-3")
+    assert counts.corrected == 1
+    assert [row[3:] for row in versions(engine) if row[0] == "장미"] == [
+        (2100, 21000, 1, False, "corrected", None, "run-3"),
+        (2200, 22000, 2, True, None, "run-3", None),
+    ]

@@ -7,7 +7,11 @@ One sale date is written in the caller's transaction, set-based, whatever its si
    a 품종 is unique per name *and* 품목, so 백합 메두사 and 장미 메두사 are two flowers);
 3. diff the date's ``bidding_flowers`` slice against the staging rows: insert new keys, update
    changed prices (only when a value differs, so an unchanged re-run writes nothing), delete the
-   keys the source no longer serves for that date.
+   keys the source no longer serves for that date; the rows it replaces (corrected or withdrawn)
+   go to ``bidding_flowers_history`` in the same statement, with when and by which run they were
+   written and replaced (the view ``bidding_flowers_versions`` shows every version);
+4. the post-write checks (``write/audit.py``) on what the date's tables now hold: a failure rolls
+   the date back.
 
 A run's dates go through :func:`write_bidding_days`: each in its own transaction with its
 ``sync_runs`` row, none at all when one of them failed a blocking check.
@@ -19,7 +23,7 @@ every type and flower).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -29,15 +33,20 @@ from sqlalchemy.engine import Connection, Engine
 
 from aed_pipeline.lib.at_flower import SOURCE_NAME
 from aed_pipeline.lib.at_flower.records import ValidatedFlowerDay
-from aed_pipeline.lib.at_flower.tables import BIDDING_TABLE
+from aed_pipeline.lib.at_flower.tables import BIDDING_HISTORY_TABLE, BIDDING_TABLE
+from aed_pipeline.lib.at_flower.write.audit import ROW_FINGERPRINT, post_write_checks
 from aed_pipeline.lib.core import locks
+from aed_pipeline.lib.core.audit import PostWriteCheck, PostWriteChecksFailed
 from aed_pipeline.lib.core.sync_log import sync_run
 from aed_pipeline.lib.core.warehouse import copy_into
 
 __all__ = [
     "BIDDING_TABLE",
+    "CORRECTED_VALUES",
     "BiddingDayCounts",
     "BlockedDays",
+    "Correction",
+    "PostWriteChecksFailed",
     "WrittenBiddingDay",
     "refuse_blocked_days",
     "write_bidding_day",
@@ -88,27 +97,44 @@ _INSERT_FLOWERS = sa.text(
     f"SELECT DISTINCT t.id, s.good_name FROM {_STAGING} s JOIN flower_types t ON t.name = s.pum_name "
     "ORDER BY 1, 2 ON CONFLICT (flower_type_id, name) DO NOTHING"
 )
-# The date's slice brought to the staged rows in one statement. The sub-statements share one
-# snapshot: the DELETE sees only the rows from before (never the ones the upsert adds), and the
-# rows it removes are exactly those whose key is not staged, which the upsert does not touch.
-# RETURNING (xmax = 0) tells an inserted row (true) from an updated one (false); a row whose values
-# did not change is neither (the WHERE … IS DISTINCT FROM skips it), so a re-run writes nothing.
+# The date's slice brought to the staged rows in one statement, its replaced versions kept. The
+# sub-statements share one snapshot: the history INSERT and the DELETE see only the rows from before
+# (never the ones the upsert adds or changes), so the history gets each replaced row's old values;
+# the DELETE removes exactly the rows whose key is not staged, which the upsert does not touch.
+# A row is replaced when its key is staged with other values (corrected: the upsert updates it) or
+# not staged at all (withdrawn: the DELETE removes it); the same IS DISTINCT FROM decides both the
+# history row and the update, so a re-run writes nothing anywhere. RETURNING (xmax = 0) tells an
+# inserted row (true) from an updated one (false).
+_VALUES = "min_price, avg_price, max_price, total_amount, quantity"
+_DIFFERS = (
+    "(b.min_price, b.avg_price, b.max_price, b.total_amount, b.quantity) IS DISTINCT FROM"
+    " ({0}.min_price, {0}.avg_price, {0}.max_price, {0}.total_amount, {0}.quantity)"
+)
 _SYNC_SLICE = sa.text(
     "WITH staged AS ("
     "  SELECT s.flower_gubn, f.id AS flower_id, s.grade, s.min_price, s.avg_price, s.max_price,"
     "         s.total_amount, s.quantity"
     f"  FROM {_STAGING} s JOIN flower_types t ON t.name = s.pum_name"
     "  JOIN flowers f ON f.flower_type_id = t.id AND f.name = s.good_name"
+    "), replaced AS ("
+    f"  INSERT INTO {BIDDING_HISTORY_TABLE} (sale_date, flower_gubn, flower_id, grade, {_VALUES},"
+    "         published_at, published_run_id, replaced_run_id, end_reason)"
+    f"  SELECT b.sale_date, b.flower_gubn, b.flower_id, b.grade, {', '.join(f'b.{c}' for c in _VALUES.split(', '))},"
+    "         b.updated_at, b.run_id, CAST(:run_id AS text),"
+    "         CASE WHEN n.flower_id IS NULL THEN 'withdrawn' ELSE 'corrected' END"
+    f"  FROM {BIDDING_TABLE} b LEFT JOIN staged n"
+    "    ON n.flower_gubn = b.flower_gubn AND n.flower_id = b.flower_id AND n.grade = b.grade"
+    f"  WHERE b.sale_date = CAST(:sale_date AS date) AND (n.flower_id IS NULL OR {_DIFFERS.format('n')})"
+    "  RETURNING end_reason"
     "), upserted AS ("
-    f"  INSERT INTO {BIDDING_TABLE} AS b (sale_date, flower_gubn, flower_id, grade, min_price, avg_price,"
-    "         max_price, total_amount, quantity)"
-    "  SELECT CAST(:sale_date AS date), flower_gubn, flower_id, grade, min_price, avg_price, max_price,"
-    "         total_amount, quantity FROM staged"
+    f"  INSERT INTO {BIDDING_TABLE} AS b (sale_date, flower_gubn, flower_id, grade, {_VALUES}, run_id)"
+    f"  SELECT CAST(:sale_date AS date), flower_gubn, flower_id, grade, {_VALUES}, CAST(:run_id AS text)"
+    "  FROM staged"
     "  ON CONFLICT (sale_date, flower_gubn, flower_id, grade) DO UPDATE SET"
     "    min_price = EXCLUDED.min_price, avg_price = EXCLUDED.avg_price, max_price = EXCLUDED.max_price,"
-    "    total_amount = EXCLUDED.total_amount, quantity = EXCLUDED.quantity, updated_at = now()"
-    "  WHERE (b.min_price, b.avg_price, b.max_price, b.total_amount, b.quantity) IS DISTINCT FROM"
-    "        (EXCLUDED.min_price, EXCLUDED.avg_price, EXCLUDED.max_price, EXCLUDED.total_amount, EXCLUDED.quantity)"
+    "    total_amount = EXCLUDED.total_amount, quantity = EXCLUDED.quantity, run_id = EXCLUDED.run_id,"
+    "    updated_at = now()"
+    f"  WHERE {_DIFFERS.format('EXCLUDED')}"
     "  RETURNING (xmax = 0) AS inserted"
     "), vanished AS ("
     f"  DELETE FROM {BIDDING_TABLE} b WHERE b.sale_date = CAST(:sale_date AS date) AND NOT EXISTS ("
@@ -117,13 +143,53 @@ _SYNC_SLICE = sa.text(
     "  RETURNING 1"
     ") SELECT (SELECT count(*) FROM staged),"
     " (SELECT count(*) FROM upserted WHERE inserted), (SELECT count(*) FROM upserted WHERE NOT inserted),"
-    " (SELECT count(*) FROM vanished)"
+    " (SELECT count(*) FROM vanished),"
+    " (SELECT count(*) FROM replaced WHERE end_reason = 'corrected'),"
+    " (SELECT count(*) FROM replaced WHERE end_reason = 'withdrawn'),"
+    f" (SELECT coalesce(sum({ROW_FINGERPRINT.format('')}), 0) FROM staged)"
 )
+# A sample of what the write replaced, before and after (the current row; none when withdrawn),
+# the largest changes of the total amount first. Read only when something was replaced.
+_CORRECTIONS_SAMPLE = sa.text(
+    f"SELECT t.name, f.name, h.grade, h.end_reason, {', '.join(f'h.{c}' for c in _VALUES.split(', '))}, "
+    f"{', '.join(f'b.{c}' for c in _VALUES.split(', '))} "
+    f"FROM {BIDDING_HISTORY_TABLE} h JOIN flowers f ON f.id = h.flower_id "
+    "JOIN flower_types t ON t.id = f.flower_type_id "
+    f"LEFT JOIN {BIDDING_TABLE} b ON b.sale_date = h.sale_date AND b.flower_gubn = h.flower_gubn "
+    "AND b.flower_id = h.flower_id AND b.grade = h.grade "
+    "WHERE h.sale_date = :sale_date AND h.replaced_at = now() "
+    "ORDER BY abs(coalesce(b.total_amount, 0) - h.total_amount) DESC, t.name, f.name, h.grade LIMIT :n"
+)
+
+#: Replaced rows shown per date with their values before and after.
+CORRECTIONS_SAMPLE = 10
+#: The values a correction may change, in the order of :attr:`Correction.before` and ``after``.
+CORRECTED_VALUES = tuple(_VALUES.split(", "))
+
+Hook = Callable[[Connection], None]
+
+
+@dataclass(frozen=True)
+class Correction:
+    """One row a write replaced: its 품목, 품종 and 등급, why (``corrected`` or ``withdrawn``), and its
+    :data:`CORRECTED_VALUES` before and after (``None`` after: withdrawn)."""
+
+    pum_name: str
+    good_name: str
+    grade: str
+    end_reason: str
+    before: tuple[int, ...]
+    after: tuple[int, ...] | None
 
 
 @dataclass(frozen=True)
 class BiddingDayCounts:
-    """What writing one sale date changed."""
+    """What writing one sale date changed, and what the checks before COMMIT found.
+
+    ``corrected`` rows were served again with other values (``updated`` of them), ``withdrawn`` rows
+    no longer served (``deleted``); both replaced versions are kept in ``bidding_flowers_history``,
+    and ``corrections`` is a sample of them with their values before and after.
+    """
 
     new_types: int
     new_flowers: int
@@ -132,10 +198,19 @@ class BiddingDayCounts:
     deleted: int
     unchanged: int
     rows: int  # rows of the date's slice after the write
+    corrected: int = 0
+    withdrawn: int = 0
+    corrections: tuple[Correction, ...] = ()
+    checks: tuple[PostWriteCheck, ...] = ()
 
     @property
     def written(self) -> int:
         return self.inserted + self.updated
+
+    @property
+    def replaced(self) -> int:
+        """Versions the write replaced, kept in the history: the corrected and the withdrawn rows."""
+        return self.corrected + self.withdrawn
 
 
 def _columns(rows: pd.DataFrame) -> list[list]:
@@ -143,9 +218,23 @@ def _columns(rows: pd.DataFrame) -> list[list]:
     return [rows[column].tolist() for column in _FRAME_COLUMNS]
 
 
-def write_bidding_day(conn: Connection, sale_date: date, rows: pd.DataFrame) -> BiddingDayCounts:
+def write_bidding_day(
+    conn: Connection,
+    sale_date: date,
+    rows: pd.DataFrame,
+    *,
+    run_id: str | None = None,
+    after_write: Hook | None = None,
+) -> BiddingDayCounts:
     """Upsert the date's 품목 and 품종 and bring its ``bidding_flowers`` slice to ``rows``
-    (valid typed rows of that date, plain int64/str columns), in the caller's transaction."""
+    (valid typed rows of that date, plain int64/str columns), keeping the versions it replaces in
+    ``bidding_flowers_history``, in the caller's transaction; ``run_id`` is the run writing.
+
+    Then the post-write checks (``write/audit.py``) judge the date's tables before the caller's
+    COMMIT: a failed one raises :class:`PostWriteChecksFailed`, which rolls the caller's
+    transaction back. ``after_write`` runs inside the transaction right after the write, before the
+    checks: the tests use it to prove that a write the checks refuse leaves every table as it was.
+    """
     # Two runs of one date at once wait for each other, so the second diffs against the first's
     # committed result (and their upserts cannot deadlock on rows taken in different orders).
     locks.hold_for_transaction(conn, locks.FLOWER_NORMALISED_DAY, sale_date.toordinal())
@@ -153,9 +242,24 @@ def write_bidding_day(conn: Connection, sale_date: date, rows: pd.DataFrame) -> 
     staged = copy_into(conn, _STAGING, _STAGING_COLUMNS, zip(*_columns(rows)))
     new_types = conn.execute(_INSERT_TYPES).rowcount
     new_flowers = conn.execute(_INSERT_FLOWERS).rowcount
-    resolved, inserted, updated, deleted = conn.execute(_SYNC_SLICE, {"sale_date": sale_date}).one()
+    resolved, inserted, updated, deleted, corrected, withdrawn, fingerprint = conn.execute(
+        _SYNC_SLICE, {"sale_date": sale_date, "run_id": run_id}
+    ).one()
     if resolved != staged:  # pragma: no cover - the inserts above guarantee every name resolves
         raise RuntimeError(f"{sale_date}: {staged - resolved} staged rows found no flower")
+    if after_write is not None:
+        after_write(conn)
+    checks = post_write_checks(
+        conn,
+        sale_date,
+        staging=_STAGING,
+        validated_rows=staged,
+        validated_fingerprint=fingerprint,
+        replaced=updated + deleted,
+        run_id=run_id,
+    )
+    if not all(check.passed for check in checks):
+        raise PostWriteChecksFailed(BIDDING_TABLE, sale_date, checks)
     return BiddingDayCounts(
         new_types=new_types,
         new_flowers=new_flowers,
@@ -164,6 +268,26 @@ def write_bidding_day(conn: Connection, sale_date: date, rows: pd.DataFrame) -> 
         deleted=deleted,
         unchanged=staged - inserted - updated,
         rows=staged,
+        corrected=corrected,
+        withdrawn=withdrawn,
+        corrections=_corrections(conn, sale_date) if corrected + withdrawn else (),
+        checks=checks,
+    )
+
+
+def _corrections(conn: Connection, sale_date: date) -> tuple[Correction, ...]:
+    width = len(CORRECTED_VALUES)
+    sample = conn.execute(_CORRECTIONS_SAMPLE, {"sale_date": sale_date, "n": CORRECTIONS_SAMPLE}).tuples()
+    return tuple(
+        Correction(
+            pum_name,
+            good_name,
+            grade,
+            end_reason,
+            tuple(int(v) for v in values[:width]),
+            None if values[width] is None else tuple(int(v) for v in values[width:]),
+        )
+        for pum_name, good_name, grade, end_reason, *values in sample
     )
 
 
@@ -195,20 +319,24 @@ def refuse_blocked_days(days: Sequence[ValidatedFlowerDay]) -> None:
 
 
 def write_bidding_days(
-    engine: Engine, days: Sequence[ValidatedFlowerDay], *, run_id: str | None
+    engine: Engine, days: Sequence[ValidatedFlowerDay], *, run_id: str | None, after_write: Hook | None = None
 ) -> Iterator[WrittenBiddingDay]:
     """Write each of ``days`` (in the given order) with :func:`write_bidding_day`, yielding each
     date once it is committed.
 
     Refuses at once, before any write, when a date failed a blocking check (:class:`BlockedDays`).
     Each date is one transaction with its ``sync_runs`` row, marked successful inside it: a failure
-    part-way marks that date's sync failed, keeps the dates already written and propagates.
+    part-way (a failed post-write check among them: :class:`PostWriteChecksFailed`) rolls that date
+    back, marks its sync failed with the reason, keeps the dates already written and propagates.
+    ``after_write`` is :func:`write_bidding_day`'s test hook.
     """
     refuse_blocked_days(days)
-    return _write_days(engine, days, run_id)
+    return _write_days(engine, days, run_id, after_write)
 
 
-def _write_days(engine: Engine, days: Sequence[ValidatedFlowerDay], run_id: str | None) -> Iterator[WrittenBiddingDay]:
+def _write_days(
+    engine: Engine, days: Sequence[ValidatedFlowerDay], run_id: str | None, after_write: Hook | None
+) -> Iterator[WrittenBiddingDay]:
     with engine.connect() as conn:
         for day in days:
             with (
@@ -221,7 +349,7 @@ def _write_days(engine: Engine, days: Sequence[ValidatedFlowerDay], run_id: str 
                 ) as run,
                 conn.begin(),
             ):
-                counts = write_bidding_day(conn, day.sale_date, day.rows)
+                counts = write_bidding_day(conn, day.sale_date, day.rows, run_id=run_id, after_write=after_write)
                 run.counts.fetched = day.served
                 run.counts.rejected = day.rejected
                 run.counts.inserted = counts.inserted

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Literal
 
+from aed_pipeline.lib.core.audit import PostWriteCheck
 from aed_pipeline.lib.egen_aed.changes import FeedChange
 from aed_pipeline.lib.egen_aed.records import DEVICE_COLUMNS
 
@@ -149,22 +150,6 @@ class ChangeSamples:
     drift: list[FieldChange] = field(default_factory=list)
     inserted_examples: list[str] = field(default_factory=list)
     deleted_examples: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class PostWriteCheck:
-    """One check on ``aed_data``, judged inside the apply's transaction before COMMIT: its verdict,
-    the figures it judged, and examples of the devices that fail it."""
-
-    name: str
-    passed: bool
-    figures: dict[str, int | str]
-    examples: tuple[str, ...] = ()
-
-    def describe(self) -> str:
-        figures = ", ".join(f"{k} {v}" for k, v in self.figures.items())
-        examples = f"; e.g. {', '.join(self.examples)}" if self.examples else ""
-        return f"{self.name} {'passed' if self.passed else 'FAILED'} ({figures}{examples})"
 
 
 class PostWriteChecksFailed(Exception):
