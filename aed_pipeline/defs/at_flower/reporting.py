@@ -13,7 +13,7 @@ from aed_pipeline.defs.shared.metadata import markdown_table
 from aed_pipeline.lib.at_flower.calendar import non_auction_reason, weekday_name
 from aed_pipeline.lib.at_flower.client import FLOWER_GUBN_NAMES
 from aed_pipeline.lib.at_flower.fetch import ArchivedFlowerDay
-from aed_pipeline.lib.core.display import shown
+from aed_pipeline.lib.core.display import NONE, shown
 
 #: Rows shown as examples in a check's or a table's metadata.
 EXAMPLES = 5
@@ -39,4 +39,6 @@ def examples(frame: pd.DataFrame) -> dg.MetadataValue:
     """The first :data:`EXAMPLES` rows of ``frame`` as a markdown table (a missing value as ``∅``), or ``none``."""
     head = frame.head(EXAMPLES)
     rows = [[shown(value) for value in row] for row in head.itertuples(index=False, name=None)]
-    return dg.MetadataValue.md(markdown_table([str(c) for c in head.columns], rows) if rows else "none")
+    if not rows:
+        return dg.MetadataValue.text(NONE)  # plain text: the UI hides markdown behind a click
+    return dg.MetadataValue.md(markdown_table([str(c) for c in head.columns], rows))

@@ -28,7 +28,7 @@ from aed_pipeline.defs.shared.freshness import freshness_policy
 from aed_pipeline.defs.shared.metadata import OWNERS, column_schema
 from aed_pipeline.defs.shared.partitions import MAX_RUNTIME_SECONDS, MAX_RUNTIME_TAG
 from aed_pipeline.defs.shared.resources import RawArchiveResource, WarehouseResource
-from aed_pipeline.lib.core.display import MISSING, is_missing, shown
+from aed_pipeline.lib.core.display import MISSING, NONE, is_missing, shown
 from aed_pipeline.lib.core.errors import SourceError
 from aed_pipeline.lib.core.sync_log import record_failed_sync, replace_rejected_records
 from aed_pipeline.lib.egen_aed.checks import IntegrityThresholds
@@ -254,7 +254,7 @@ def aed_validated(
             "rejected_rows": snapshot.rejected,
             "region_from_address": validation.region_from_address,
             "blocking_failures": ", ".join(snapshot.blocking_failures) or "none",
-            "rejected_examples": dg.MetadataValue.md(examples or "none"),
+            "rejected_examples": dg.MetadataValue.md(examples) if examples else dg.MetadataValue.text(NONE),
             "null_shares": snapshot.profile["null_shares"],
             "rows_file": dg.MetadataValue.path(snapshot.rows_path),
             "reused_validation": validation.reused,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dagster as dg
 import numpy as np
 import pandas as pd
 
@@ -38,6 +39,12 @@ def test_flower_check_examples_show_missing_cells_as_the_empty_set_sign():
     table = examples(frame).value
     assert table.splitlines()[2:] == ["| 장미 | ∅ | ∅ |", "| ∅ | 상 | 1200.0 |"]
     assert "nan" not in table and "None" not in table
+
+
+def test_flower_checks_without_examples_say_none_as_plain_text():
+    """Markdown would sit behind a "Show Markdown" link in the UI for a single word."""
+    none = examples(pd.DataFrame({"품목": []}))
+    assert isinstance(none, dg.TextMetadataValue) and none.value == NONE
 
 
 def test_aed_checks_without_examples_say_none_instead_of_a_blank_cell():
