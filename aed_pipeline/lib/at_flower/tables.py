@@ -76,15 +76,15 @@ FLOWER_TYPES_COLUMNS: tuple[Column, ...] = (
     ("id", "bigint", "identity"),
     ("name", "text", "품목 (pumName), unique"),
     ("flower_gubn", "smallint", "group it was first seen in"),
-    ("created_at", "timestamptz", ""),
-    ("updated_at", "timestamptz", ""),
+    ("created_at", "timestamptz", "when the 품목 was first seen"),
+    ("updated_at", "timestamptz", "when its row was last written"),
 )
 FLOWERS_COLUMNS: tuple[Column, ...] = (
     ("id", "bigint", "identity"),
     ("flower_type_id", "bigint", "→ flower_types"),
     ("name", "text", "품종 (goodName), unique per 품목"),
-    ("created_at", "timestamptz", ""),
-    ("updated_at", "timestamptz", ""),
+    ("created_at", "timestamptz", "when the 품종 was first seen"),
+    ("updated_at", "timestamptz", "when its row was last written"),
 )
 BIDDING_FLOWERS_COLUMNS: tuple[Column, ...] = (
     ("id", "bigint", "identity"),
@@ -97,7 +97,7 @@ BIDDING_FLOWERS_COLUMNS: tuple[Column, ...] = (
     ("max_price", "bigint", "maxAmt, 원"),
     ("total_amount", "bigint", "totAmt, 원"),
     ("quantity", "bigint", "totQty"),
-    ("created_at", "timestamptz", ""),
+    ("created_at", "timestamptz", "when the row (its key: date, group, 품종, 등급) was first written"),
     ("updated_at", "timestamptz", "last change of a price or quantity: when the current values were written"),
     ("run_id", "text", "the Dagster run that wrote the current values (∅: written before migration 0005)"),
 )

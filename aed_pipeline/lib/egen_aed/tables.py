@@ -45,8 +45,8 @@ AED_DATA_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("last_seen", "date", "last date written; for removed devices the last date seen"),
     ("version_since", "date", "the partition date since which the row's values hold (its open version)"),
     ("deleted_at", "timestamptz", "set when the device left the registry"),
-    ("created_at", "timestamptz", ""),
-    ("updated_at", "timestamptz", ""),
+    ("created_at", "timestamptz", "when the device's row was first written"),
+    ("updated_at", "timestamptz", "when the row was last written (a change, a removal, a revival)"),
 )
 _CHANGED_VALUES = "jsonb: the changed columns' values {}, as stored (the masked manager fields as served)"
 #: The change feed ``aed_changes`` (a view over the versions and the repairs; migration 0004).
@@ -73,7 +73,7 @@ AED_REPAIRS_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("changed_columns", "text[]", "the columns that had been edited, in table order"),
     ("before", "jsonb", "the stored (edited) values of those columns"),
     ("after", "jsonb", "the snapshot's values, restored"),
-    ("repaired_at", "timestamptz", ""),
+    ("repaired_at", "timestamptz", "when the reconciliation wrote the repair"),
 )
 
 
