@@ -305,7 +305,9 @@ def test_a_person_launches_both_groups_in_chromium_and_sees_rows_and_passed_chec
         browser = playwright.chromium.launch(executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS)
         try:
             # A browser in Korea: the UI shows KST, as the README asks of a person's UI.
-            context = browser.new_context(viewport={"width": 1920, "height": 1080}, timezone_id="Asia/Seoul")
+            # Wide enough for the flower group's eight nodes at the zoom that draws them whole: the
+            # zoomed-out graph shows truncated names and no partition links.
+            context = browser.new_context(viewport={"width": 2560, "height": 1440}, timezone_id="Asia/Seoul")
             context.set_default_timeout(UI_TIMEOUT_MS)
             person = Person(context.new_page(), dev.url, shots)
             try:
