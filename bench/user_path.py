@@ -1,6 +1,6 @@
 """The user's path (`dagster asset materialize`) against the floors and dlt, in ratios from one run.
 
-    .venv/bin/python bench/user_path.py [--aed-count 81464] [--today 2026-01-01] [--flower-year] [--json FILE]
+    .venv/bin/python bench/user_path.py [--aed-count 81464] [--today 2026-01-01] [--flower-year] [--ui] [--json FILE]
 
 Everything runs in one run on one machine, on one simulator server per served date (each its own
 process, `aed-pipeline simulator serve`) and one embedded PostgreSQL (a fresh database), so that
@@ -16,7 +16,7 @@ every figure can be read as a ratio to a floor measured beside it (issue 16's ta
   event log in that instance (STEP_START → STEP_SUCCESS); the run's own span from RUN_START →
   RUN_SUCCESS; the rest of the wall time is the CLI process before the run starts (Python, Dagster's
   CLI, importing and loading the code location, creating the run) and after it ends. Peak RSS is the
-  CLI process tree's (``os.wait4``'s ``ru_maxrss``).
+  CLI process's (GNU ``time``'s ``%M``).
 * **the floors**: ``download``: every ``getAedFullDown`` page fetched with httpx, bodies read, nothing
   parsed; ``parse``: the archived pages of day 1 read (gzip) and parsed with ``lxml.etree.fromstring``,
   each item's fields walked into per-column lists; ``database`` (``bench/aed_floor.py``): COPY + one
@@ -30,7 +30,9 @@ every figure can be read as a ratio to a floor measured beside it (issue 16's ta
 * ``--aed-count N`` (e.g. 814640) runs 81,464 first, then N, and prints the time and peak memory
   ratios; ``--flower-year`` adds the one-year flower backfill through the user's path (``--select
   group:flowers --partition-range FIRST...LAST``: one run, the single-run backfill policy) against the
-  floor of the same run shape over the same 365 partitions (``group:floor_flowers``).
+  floor of the same run shape over the same 365 partitions (``group:floor_flowers``); ``--ui`` adds the
+  UI's *Materialize* of the AED assets for day 1 against ``dg dev`` (README command (a)), full then
+  unchanged, on a fresh database and archive, from the GraphQL launch to RUN_SUCCESS.
 
 The simulator servers are warmed (one page each) before anything is timed: generating the registry
 is the outside world's cost. The dev instance's SQLite storage is created before the clock starts.
@@ -72,19 +74,30 @@ def _load() -> str:
 
 
 def run_measured(command: list[str], env: dict[str, str], log: Path) -> dict[str, Any]:
-    """Run ``command``; its wall seconds, peak RSS of its process tree (MiB) and start/end epochs."""
+    """Run ``command``; its wall seconds, peak RSS (MiB) and start/end epochs.
+
+    The peak RSS is GNU time's ``%M`` of the command's process: a process forked from this one would
+    inherit this one's resident set as its high-water mark (Linux counts the RSS of the image replaced
+    at exec), and this process holds the floors' data; ``/usr/bin/time`` forks it from its own small one.
+    """
+    rss_file = log.with_suffix(".rss")
     with log.open("wb") as out:
         begun = time.time()
         started = time.perf_counter()
-        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(process.pid, 0)
+        completed = subprocess.run(
+            ["/usr/bin/time", "-f", "%M", "-o", str(rss_file), *command],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
         wall = time.perf_counter() - started
         ended = time.time()
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
+    if completed.returncode != 0:
         tail = log.read_text(errors="replace")[-4000:]
-        raise RuntimeError(f"{' '.join(command)} exited {process.returncode}:\n{tail}")
-    return {"wall_s": wall, "rss_peak_mib": usage.ru_maxrss / 1024, "begun": begun, "ended": ended}
+        raise RuntimeError(f"{' '.join(command)} exited {completed.returncode}:\n{tail}")
+    peak_kib = int(rss_file.read_text().split()[-1])
+    return {"wall_s": wall, "rss_peak_mib": peak_kib / 1024, "begun": begun, "ended": ended}
 
 
 def import_seconds(env: dict[str, str]) -> dict[str, float]:
@@ -115,12 +128,13 @@ def cli_materialize(
     return {"name": name, "load": load, **measured, **read_run(Path(env["DAGSTER_HOME"]))}
 
 
-def read_run(dagster_home: Path) -> dict[str, Any]:
-    """The newest run of the instance: its span, each step's seconds and the AED assets' metadata."""
+def read_run(dagster_home: Path, run_id: str | None = None) -> dict[str, Any]:
+    """The run (the newest by default) of the instance: its span, each step's seconds and the AED assets' metadata."""
     import dagster as dg
 
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
-        run = instance.get_runs(limit=1)[0]
+        run = instance.get_run_by_id(run_id) if run_id else instance.get_runs(limit=1)[0]
+        assert run is not None
         assert run.status == dg.DagsterRunStatus.SUCCESS, run.status
         starts: dict[str, float] = {}
         steps: dict[str, float] = {}
@@ -253,7 +267,45 @@ def _dlt_child(spec: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------- one registry size
 
 
-def run_set(count: int, day: str, flower_year: bool, flower_range: tuple[str, str]) -> dict[str, Any]:
+def ui_launches(env: dict[str, str], work: Path, database_url: str, day: str) -> dict[str, Any]:
+    """The UI's *Materialize* of the AED assets for ``day`` (``launchPipelineExecution``, as the asset
+    graph sends it) against ``dg dev`` started as README command (a) says, on a fresh database and
+    archive: a full load, then the same partition again. Each from the launch to RUN_SUCCESS, which
+    includes the queue, the daemon dequeuing it and the run worker process loading the code."""
+    sys.path.insert(0, str(REPO))
+    from aed_pipeline.defs.shared.resources import WarehouseResource
+    from aed_pipeline.lib.core import settings
+    from aed_pipeline_tests.support.ui_support import Ui, start_dagster_dev
+
+    WarehouseResource(database_url=database_url).engine()
+    ui_env = {
+        **{k: v for k, v in env.items() if k != "DAGSTER_HOME"},
+        settings.HOME_ENV: str(work / "ui_home"),
+        settings.DATABASE_URL_ENV: database_url,
+    }
+    os.environ.setdefault("AED_PIPELINE_TEST_UI_PORTS", "3800-3899")
+    (work / "ui").mkdir()
+    started = time.perf_counter()
+    dev = start_dagster_dev(work / "ui", ui_env)
+    figures: dict[str, Any] = {"dg_dev_start_s": time.perf_counter() - started}
+    try:
+        ui = Ui(dev.url)
+        for name in ("ui full", "ui unchanged"):
+            load = _load()
+            begun = time.time()
+            run_id = ui.launch_partition(AED_SELECTION.split(","), day)
+            run = ui.wait_run(run_id, timeout=1800)
+            assert run["status"] == "SUCCESS", run
+            timings = read_run(work / "ui" / "dagster_home", run_id)
+            # From the click to the run's end in the event log (the wait above polls once a second).
+            wall = timings["run_end"] - begun
+            figures[name] = {"name": name, "load": load, "begun": begun, "wall_s": wall, **timings}
+    finally:
+        dev.stop()
+    return figures
+
+
+def run_set(count: int, day: str, flower_year: bool, flower_range: tuple[str, str], ui: bool = False) -> dict[str, Any]:
     """Every figure for one registry size, on a fresh database, archive, instance and simulator servers."""
     import psycopg
 
@@ -339,10 +391,20 @@ def run_set(count: int, day: str, flower_year: bool, flower_range: tuple[str, st
         next_rows_file = r["next_day"]["metadata"]["aed_validated"]["rows_file"]
         _say(count, "database floor")
         r["database_floor"] = database_floor(database_url, rows_file, next_rows_file)
-        _say(count, "dlt")
-        socket = next(Path(server_pg.socket_dir).glob(".s.PGSQL.*"))  # the port is in the socket's name
-        port = int(socket.name.rsplit(".", 1)[1])
-        r["dlt"] = dlt_merge(str(server_pg.socket_dir), port, database, rows_file, work)
+        if count == REFERENCE_COUNT:  # the peer at the reference size only (at 10x it alone takes minutes)
+            _say(count, "dlt")
+            socket = next(Path(server_pg.socket_dir).glob(".s.PGSQL.*"))  # the port is in the socket's name
+            port = int(socket.name.rsplit(".", 1)[1])
+            r["dlt"] = dlt_merge(str(server_pg.socket_dir), port, database, rows_file, work)
+        if ui:
+            _say(count, "the UI's launches (dg dev)")
+            ui_database = f"bench_ui_{uuid.uuid4().hex[:8]}"
+            with psycopg.connect(server_pg.conninfo("postgres"), autocommit=True) as conn:
+                conn.execute(f'CREATE DATABASE "{ui_database}"')
+            try:
+                r["ui"] = ui_launches(env_day, work, server_pg.url(ui_database), day)
+            except Exception as exc:  # optional: the other figures stand without it
+                print(f"the UI's launches failed: {exc!r}"[:2000], file=sys.stderr)
         if flower_year:
             span = f"{flower_range[0]}...{flower_range[1]}"
             _say(count, "flower year: floor")
@@ -371,7 +433,8 @@ def figures_and_targets(r: dict[str, Any]) -> tuple[list[str], list[dict[str, An
     """The printed lines of one set and its targets (name, figure, ratio, target, pass)."""
     lines: list[str] = []
     targets: list[dict[str, Any]] = []
-    dl, pf, db, dfl, dlt = r["download_floor"], r["parse_floor"], r["database_floor"], r["dagster_floor"], r["dlt"]
+    dl, pf, db, dfl = r["download_floor"], r["parse_floor"], r["database_floor"], r["dagster_floor"]
+    dlt = r.get("dlt")
     full, nxt, unch = r["full"], r["next_day"], r["unchanged"]
 
     def target(name: str, ratio: float, limit: float, *, at_least: bool = False) -> None:
@@ -426,10 +489,22 @@ def figures_and_targets(r: dict[str, Any]) -> tuple[list[str], list[dict[str, An
         f"full / (download + parse + database floor + dagster floor) = "
         f"{full['wall_s'] / (dl['download_s'] + pf['parse_s'] + db['floor_s'] + dfl['wall_s']):.2f}"
     )
-    lines.append(
-        f"peer: dlt merge of the same {dlt['rows']:,} rows, load alone: full {dlt['dlt_full_s']:.2f} s, "
-        f"unchanged {dlt['dlt_unchanged_s']:.2f} s"
-    )
+    if "ui" in r:
+        ui = r["ui"]
+        lines.append(f"the UI's Materialize (dg dev started in {ui['dg_dev_start_s']:.1f} s; launch → RUN_SUCCESS):")
+        for run in (ui["ui full"], ui["ui unchanged"]):
+            steps = run["steps"]
+            lines.append(
+                f"  {run['name']:<12}{run['wall_s']:7.2f}{run['run_start'] - run['begun']:11.2f}{run['run_s']:7.2f}"
+                f"{steps.get('aed_raw_snapshot', 0):7.2f}{steps.get('aed_validated', 0):7.2f}"
+                f"{steps.get('aed_data', 0):7.2f}{run['run_s'] - sum(steps.values()):8.2f}"
+                f"{'':7}{'':9}{'':9}  {run['load']}"
+            )
+    if dlt:
+        lines.append(
+            f"peer: dlt merge of the same {dlt['rows']:,} rows, load alone: full {dlt['dlt_full_s']:.2f} s, "
+            f"unchanged {dlt['dlt_unchanged_s']:.2f} s"
+        )
 
     target("full load ≤ 2.0 × (download + database floor)", full["wall_s"] / (dl["download_s"] + db["floor_s"]), 2.0)
     target(
@@ -443,7 +518,8 @@ def figures_and_targets(r: dict[str, Any]) -> tuple[list[str], list[dict[str, An
         2.0,
     )
     target("aed_validated (full) ≤ 1.5 × parse floor", full["steps"]["aed_validated"] / pf["parse_s"], 1.5)
-    target("dlt merge (full) / user's full load ≥ 3", dlt["dlt_full_s"] / full["wall_s"], 3.0, at_least=True)
+    if dlt:
+        target("dlt merge (full) / user's full load ≥ 3", dlt["dlt_full_s"] / full["wall_s"], 3.0, at_least=True)
     peak = max(run["rss_peak_mib"] for run in (full, nxt, unch)) * MIB / 1e6
     target("peak RSS (MB) ≤ 500", peak, 500.0)
     if "flower_year" in r:
@@ -470,6 +546,7 @@ def main() -> None:
     parser.add_argument("--aed-count", type=int, default=REFERENCE_COUNT)
     parser.add_argument("--today", default="2026-01-01", help="day 1 (the simulator's date); day 2 is the next")
     parser.add_argument("--flower-year", action="store_true", help="add the one-year flower backfill (slow)")
+    parser.add_argument("--ui", action="store_true", help="add the UI's launch of the AED assets (dg dev, GraphQL)")
     parser.add_argument("--flower-first", default="2025-01-01")
     parser.add_argument("--flower-last", default="2025-12-31")
     parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
@@ -486,7 +563,7 @@ def main() -> None:
     sets = {}
     all_targets = []
     for n, count in enumerate(counts):
-        r = run_set(count, args.today, args.flower_year and n == 0, flower_range)
+        r = run_set(count, args.today, args.flower_year and n == 0, flower_range, args.ui and n == 0)
         sets[count] = r
         lines, targets = figures_and_targets(r)
         print("\n".join(lines))
