@@ -1,6 +1,6 @@
 """The user's path (`dagster asset materialize`) against the floors and dlt, in ratios from one run.
 
-    .venv/bin/python bench/user_path.py [--aed-count 81464] [--today 2026-01-01] [--flower-year] [--ui] [--json FILE]
+    .venv/bin/python bench/user_path.py [--aed-count 81464] [--today 2026-01-01] [--flower-year] [--ui] [--json FILE] [--keep]
 
 Everything runs in one run on one machine, on one simulator server per served date (each its own
 process, `aed-pipeline simulator serve`) and one embedded PostgreSQL (a fresh database), so that
@@ -36,6 +36,8 @@ every figure can be read as a ratio to a floor measured beside it (issue 16's ta
 
 The simulator servers are warmed (one page each) before anything is timed: generating the registry
 is the outside world's cost. The dev instance's SQLite storage is created before the clock starts.
+The temporary folder of a set (archive, rows files, database, instance, each CLI run's log) is
+removed at the end unless ``--keep``.
 """
 
 from __future__ import annotations
@@ -305,7 +307,9 @@ def ui_launches(env: dict[str, str], work: Path, database_url: str, day: str) ->
     return figures
 
 
-def run_set(count: int, day: str, flower_year: bool, flower_range: tuple[str, str], ui: bool = False) -> dict[str, Any]:
+def run_set(
+    count: int, day: str, flower_year: bool, flower_range: tuple[str, str], ui: bool = False, keep: bool = False
+) -> dict[str, Any]:
     """Every figure for one registry size, on a fresh database, archive, instance and simulator servers."""
     import psycopg
 
@@ -418,6 +422,8 @@ def run_set(count: int, day: str, flower_year: bool, flower_range: tuple[str, st
             server.terminate()
             server.wait(timeout=10)
         stop_embedded_postgres(home)
+        if not keep:  # the archive, the rows files, the database: ~1 GB at 10x
+            shutil.rmtree(work, ignore_errors=True)
     r["load_after"] = _load()
     return r
 
@@ -550,6 +556,7 @@ def main() -> None:
     parser.add_argument("--flower-first", default="2025-01-01")
     parser.add_argument("--flower-last", default="2025-12-31")
     parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folders (archive, logs, instance)")
     parser.add_argument("--dlt-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.dlt_child:
@@ -563,7 +570,7 @@ def main() -> None:
     sets = {}
     all_targets = []
     for n, count in enumerate(counts):
-        r = run_set(count, args.today, args.flower_year and n == 0, flower_range, args.ui and n == 0)
+        r = run_set(count, args.today, args.flower_year and n == 0, flower_range, args.ui and n == 0, args.keep)
         sets[count] = r
         lines, targets = figures_and_targets(r)
         print("\n".join(lines))
