@@ -38,6 +38,8 @@ import warnings
 from datetime import date, timedelta
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 
 def _serve(seed: int, today: date, port_queue) -> None:  # runs in the server process
     from aed_pipeline.simulator import Simulator, SimulatorServer
@@ -72,57 +74,19 @@ def _fresh_database(home: Path) -> str:
 
 
 def _dagster_baseline(first: date, last: date, io_dir: Path) -> float:
-    """Wall time of the same run shape with trivial assets: four steps, six asset keys, one
-    materialisation per date and key with a little metadata, a value per date through the IO
-    manager. What Dagster itself costs for this range, whatever the assets do."""
+    """Wall time of the same run shape with trivial assets (``bench/dagster_floor.py``): four steps,
+    six asset keys, one materialisation per date and key with a little metadata, a value per date
+    through the IO manager. What Dagster itself costs for this range, whatever the assets do."""
     import dagster as dg
+    from dagster_floor import flower_shape_definitions
 
     from aed_pipeline.defs.at_flower.jobs import partition_range_tags
-    from aed_pipeline.defs.at_flower.partitions import flower_daily_partitions
-    from aed_pipeline.defs.shared.io import PartitionedPickleIOManager
 
-    shape = {"partitions_def": flower_daily_partitions, "backfill_policy": dg.BackfillPolicy.single_run()}
-
-    def tag_every_date(context, asset_key=None) -> None:
-        extra = {"asset_key": asset_key} if asset_key else {}
-        for key in context.partition_keys:
-            context.add_asset_metadata({"dagster/row_count": 1, "source": "baseline"}, partition_key=key, **extra)
-
-    @dg.asset(name="baseline_raw", **shape)
-    def raw(context):  # no annotations: dg is imported locally, these would be unresolvable strings
-        tag_every_date(context)
-        return dg.MaterializeResult()
-
-    @dg.asset(name="baseline_public", deps=[raw], **shape)
-    def public(context):
-        tag_every_date(context)
-        return dg.MaterializeResult()
-
-    @dg.asset(name="baseline_validated", deps=[public], **shape)
-    def validated(context):
-        tag_every_date(context)
-        return dg.MaterializeResult(value={key: key for key in context.partition_keys})
-
-    @dg.multi_asset(
-        name="baseline_tables",
-        specs=[dg.AssetSpec(f"baseline_{name}", deps=[validated]) for name in ("types", "flowers", "bidding")],
-        ins={"rows": dg.AssetIn("baseline_validated")},
-        **shape,
-    )
-    def tables(context, rows):
-        for name in ("types", "flowers", "bidding"):
-            tag_every_date(context, dg.AssetKey(f"baseline_{name}"))
-            yield dg.MaterializeResult(asset_key=f"baseline_{name}")
-
-    job = dg.define_asset_job("baseline", partitions_def=flower_daily_partitions, executor_def=dg.in_process_executor)
-    definitions = dg.Definitions(
-        assets=[raw, public, validated, tables],
-        jobs=[job],
-        resources={"io_manager": PartitionedPickleIOManager(base_dir=str(io_dir))},
-    )
     started = time.perf_counter()
-    result = definitions.resolve_job_def("baseline").execute_in_process(
-        tags=partition_range_tags(first, last), instance=dg.DagsterInstance.ephemeral()
+    result = (
+        flower_shape_definitions(io_dir)
+        .resolve_job_def("baseline")
+        .execute_in_process(tags=partition_range_tags(first, last), instance=dg.DagsterInstance.ephemeral())
     )
     assert result.success
     return time.perf_counter() - started
