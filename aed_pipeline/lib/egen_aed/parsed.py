@@ -3,7 +3,7 @@
 ``aed_raw_snapshot`` must parse every page it fetches (the envelope, the record count, the
 announced ``totalCount``), and the validation used to parse the same archived XML again: the
 largest part of its time. The fetch now keeps the records it parsed as a small Arrow file (the API
-fields as text, exactly the frame :func:`records_frame` makes of them), named after the sha256 of
+fields as text, exactly the table :func:`records_table` makes of them), named after the sha256 of
 the archived page and the digest of the parsing code; the validation reads that file instead.
 
 The raw archive stays the source of truth. A page without a kept parse (archived by an earlier
@@ -26,7 +26,7 @@ import pyarrow.feather as feather
 from aed_pipeline.lib.core import settings
 from aed_pipeline.lib.core.files import AtomicFile, package_digest
 from aed_pipeline.lib.egen_aed import SOURCE_NAME
-from aed_pipeline.lib.egen_aed.records import API_FIELDS, records_frame
+from aed_pipeline.lib.egen_aed.records import API_FIELDS, records_table
 
 #: The packages whose code decides what a page parses to, and what validating it gives: this
 #: source's (parser, mapping, checks, rows file) and ``core`` (wire helpers, archive). Whole
@@ -56,7 +56,7 @@ class ParsedPages:
 
     def keep(self, page_sha256: str, records: Iterable[Mapping[str, Any]]) -> None:
         """Keep the records parsed from the page whose archived bytes have ``page_sha256``."""
-        table = pyarrow.Table.from_pandas(records_frame(records), preserve_index=False)
+        table = records_table(records)
         with AtomicFile(self.path(page_sha256)) as file:
             feather.write_feather(table, file.temporary, compression="zstd")
 

@@ -300,24 +300,28 @@ class ValidatedRecords:
 _API_SCHEMA = pyarrow.schema([(name, pyarrow.large_string()) for name in API_FIELDS])
 
 
-def records_frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """The records as a frame of their API fields (text; an absent element is null).
+def records_table(records: Iterable[Mapping[str, Any]]) -> pyarrow.Table:
+    """The records as an Arrow table of their API fields (large strings; an absent element is null).
 
-    A lone surrogate (which only a JSON escape can produce, and which Arrow-backed strings cannot
-    hold) becomes U+FFFD, as the parsers already do.
+    A value that is not text becomes its text, and a lone surrogate (which only a JSON escape can
+    produce, and which Arrow strings cannot hold) becomes U+FFFD, as the parsers already do.
     """
     records = list(records)
     try:
-        # Straight into Arrow, the storage of pandas' str dtype: a third faster than from_records.
-        return pyarrow.Table.from_pylist(records, schema=_API_SCHEMA).to_pandas()
+        return pyarrow.Table.from_pylist(records, schema=_API_SCHEMA)
     except (pyarrow.ArrowException, UnicodeEncodeError):
         pass  # a value that is not text, or a lone surrogate: pandas converts or replaces it below
     try:
-        frame = pd.DataFrame.from_records(records, columns=list(API_FIELDS))
-        return frame.astype("str")  # keeps nulls as NaN in pandas' string dtype
+        frame = pd.DataFrame.from_records(records, columns=list(API_FIELDS)).astype("str")
     except UnicodeEncodeError:
         records = [{k: without_lone_surrogates(v) if isinstance(v, str) else v for k, v in r.items()} for r in records]
-        return pd.DataFrame.from_records(records, columns=list(API_FIELDS)).astype("str")
+        frame = pd.DataFrame.from_records(records, columns=list(API_FIELDS)).astype("str")
+    return pyarrow.Table.from_pandas(frame, schema=_API_SCHEMA, preserve_index=False)
+
+
+def records_frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """:func:`records_table` as a pandas frame (pandas' str dtype, stored in Arrow: no copy)."""
+    return records_table(records).to_pandas()
 
 
 def _clean(series: pd.Series) -> pd.Series:
