@@ -14,6 +14,7 @@ and today's registry is never stored under another date.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 from typing import Protocol
@@ -126,40 +127,53 @@ def _fetch_snapshot(
     fetched: list[int] = []
     restarted = False
     page_no = 1 if manifest.total_count is None else None
-    while True:
-        if page_no is None:
-            missing = manifest.missing_pages()
-            if not missing:
-                break
-            page_no = missing[0]
-        page = client.fetch_full_down_page(page_no)
-        served_on = kst_date(page.served_at)
-        if served_on != partition:
-            raise SnapshotUnavailable(_wrong_date_message(partition, served_on, manifest, location))
-        if manifest.total_count is not None and page.total_count != manifest.total_count and not restarted:
-            # The registry was refreshed between this fetch and the archived pages: their
-            # boundaries no longer line up. Start over once, from this page's view.
-            logger.warning(
-                "e-gen snapshot %s: totalCount moved from %d to %d; fetching every page again",
-                key,
-                manifest.total_count,
-                page.total_count,
+    # The next missing page is requested while this one is archived: the API's time to serve a page
+    # and ours to parse and archive the previous one overlap. Still one request at a time.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="egen-fetch") as ahead:
+        requested: tuple[int, Future[EgenPage]] | None = None
+        while True:
+            if page_no is None:
+                missing = manifest.missing_pages()
+                if not missing:
+                    break
+                page_no = missing[0]
+            if requested is not None and requested[0] == page_no:
+                page = requested[1].result()
+            else:
+                page = client.fetch_full_down_page(page_no)
+            requested = None
+            served_on = kst_date(page.served_at)
+            if served_on != partition:
+                raise SnapshotUnavailable(_wrong_date_message(partition, served_on, manifest, location))
+            if manifest.total_count is not None and page.total_count != manifest.total_count and not restarted:
+                # The registry was refreshed between this fetch and the archived pages: their
+                # boundaries no longer line up. Start over once, from this page's view.
+                logger.warning(
+                    "e-gen snapshot %s: totalCount moved from %d to %d; fetching every page again",
+                    key,
+                    manifest.total_count,
+                    page.total_count,
+                )
+                manifest.pages.clear()
+                manifest.total_count = manifest.expected_pages = None
+                reused = 0
+                fetched.clear()
+                restarted = True
+            if manifest.total_count is None:
+                manifest.total_count = page.total_count
+                manifest.expected_pages = max(1, page_count(page.total_count, client.num_of_rows))
+            upcoming = [n for n in manifest.missing_pages() if n != page_no]
+            if upcoming:
+                requested = (upcoming[0], ahead.submit(client.fetch_full_down_page, upcoming[0]))
+            manifest.origin = origin
+            manifest.format = page.response_type
+            entry = archive.add_page(
+                manifest, page_no, page.raw, records=len(page.records), content_type=page.content_type
             )
-            manifest.pages.clear()
-            manifest.total_count = manifest.expected_pages = None
-            reused = 0
-            fetched.clear()
-            restarted = True
-        if manifest.total_count is None:
-            manifest.total_count = page.total_count
-            manifest.expected_pages = max(1, page_count(page.total_count, client.num_of_rows))
-        manifest.origin = origin
-        manifest.format = page.response_type
-        entry = archive.add_page(manifest, page_no, page.raw, records=len(page.records), content_type=page.content_type)
-        if parsed is not None:
-            parsed.keep(entry.sha256, page.records)
-        fetched.append(page_no)
-        page_no = None
+            if parsed is not None:
+                parsed.keep(entry.sha256, page.records)
+            fetched.append(page_no)
+            page_no = None
     manifest.complete = is_complete(manifest)
     manifest.completed_at = utc_now_iso()
     archive.write_manifest(manifest)

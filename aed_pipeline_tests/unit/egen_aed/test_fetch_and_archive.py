@@ -4,8 +4,11 @@ complete snapshot, and never finishes an incomplete one on another day."""
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 import uuid
 
+import httpx
 import pytest
 
 from aed_pipeline.lib.core.archive import PageSetManifest, RawArchive
@@ -118,3 +121,48 @@ def test_an_archive_that_cannot_be_listed_starts_the_aed_partitions_today(tmp_pa
     today = dt.date(2026, 3, 20)
     assert first_partition(Unreachable(tmp_path), today=today) == today
     assert "cannot be listed" in caplog.text and "begin today" in caplog.text
+
+
+class _Watched(httpx.BaseTransport):
+    """The simulator's transport, noting how many requests are in flight at once (each takes a moment)."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self.inner, self.in_flight, self.most_in_flight, self.started = inner, 0, 0, 0
+        self._lock = threading.Lock()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        with self._lock:
+            self.started += 1
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            time.sleep(0.02)
+            return self.inner.handle_request(request)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+
+def test_the_next_page_is_requested_while_one_is_archived_but_never_two_at_once(tmp_path):
+    """The fetch asks for page n+1 as it archives page n: every page exactly once, in order, one request at a time."""
+    day = dt.date(2026, 3, 2)
+    sim = Simulator(today=day, aed_count=1200)
+    transport = _Watched(simulator_transport(sim))
+    requested_when_archived: dict[int, int] = {}
+
+    class NotingArchive(RawArchive):
+        def add_page(self, manifest, page, raw, **kwargs):
+            # Give the request for the next page, if one was sent off, the moment to start.
+            waited = time.monotonic() + 2
+            while transport.started <= page < 5 and time.monotonic() < waited:
+                time.sleep(0.005)
+            requested_when_archived[page] = transport.started
+            return super().add_page(manifest, page, raw, **kwargs)
+
+    with EgenClient("k", num_of_rows=250, http=HttpOptions(transport=transport)) as client:
+        fetch = fetch_snapshot(client, NotingArchive(tmp_path), day, origin="simulator")
+    assert fetch.complete and fetch.fetched_pages == (1, 2, 3, 4, 5)
+    assert [int(r.params["pageNo"]) for r in sim.request_log] == [1, 2, 3, 4, 5]
+    # Page n is archived once page n+1 has been asked for (the last has no next).
+    assert requested_when_archived == {1: 2, 2: 3, 3: 4, 4: 5, 5: 5}
+    assert transport.most_in_flight == 1
