@@ -213,7 +213,7 @@ def _validate_pages(
 #: Records validated together. pandas and pandera cost about as much per call as per 5,000 rows,
 #: so pages are validated several at a time; a fixed batch keeps memory flat however large the
 #: snapshot.
-VALIDATION_BATCH_ROWS = 20_000
+VALIDATION_BATCH_ROWS = 10_000
 
 
 def _served_batches(
