@@ -28,17 +28,27 @@ class PostWriteCheck:
 
 
 class PostWriteChecksFailed(Exception):
-    """A check on ``table`` failed inside the write's transaction of ``partition``: it was rolled back."""
+    """A check on ``table`` failed inside the write's transaction of ``partition``: it was rolled back.
 
-    def __init__(self, table: str, partition: date, checks: tuple[PostWriteCheck, ...]):
+    ``unwritten`` says what the rollback left unwritten (the whole sync, or that date of a range).
+    """
+
+    def __init__(
+        self,
+        table: str,
+        partition: date,
+        checks: tuple[PostWriteCheck, ...],
+        unwritten: str = "nothing of that date was written",
+    ):
         self.table = table
         self.partition = partition
         self.checks = checks
+        self.unwritten = unwritten
         failed = "; ".join(check.describe() for check in checks if not check.passed)
         super().__init__(
             f"post-write checks failed inside the transaction of {table} {partition}, which was rolled back "
-            f"(nothing of that date was written, the tables keep their previous contents): {failed}"
+            f"({unwritten}, the tables keep their previous contents): {failed}"
         )
 
     def __reduce__(self):  # pickled with its arguments (Dagster may carry the error between processes)
-        return (type(self), (self.table, self.partition, self.checks))
+        return (type(self), (self.table, self.partition, self.checks, self.unwritten))

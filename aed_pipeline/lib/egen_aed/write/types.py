@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Literal
 
+from aed_pipeline.lib.core import audit
 from aed_pipeline.lib.core.audit import PostWriteCheck
 from aed_pipeline.lib.egen_aed.changes import FeedChange
 from aed_pipeline.lib.egen_aed.records import DEVICE_COLUMNS
@@ -152,17 +153,11 @@ class ChangeSamples:
     deleted_examples: list[str] = field(default_factory=list)
 
 
-class PostWriteChecksFailed(Exception):
+class PostWriteChecksFailed(audit.PostWriteChecksFailed):
     """A check on ``aed_data`` failed inside the apply's transaction: it was rolled back, nothing was written."""
 
     def __init__(self, partition: date, checks: tuple[PostWriteCheck, ...]):
-        self.partition = partition
-        self.checks = checks
-        failed = "; ".join(check.describe() for check in checks if not check.passed)
-        super().__init__(
-            f"post-write checks failed inside the transaction of aed_data {partition}, which was rolled back "
-            f"(nothing was written, the tables keep their previous contents): {failed}"
-        )
+        super().__init__("aed_data", partition, checks, unwritten="nothing was written")
 
     def __reduce__(self):  # pickled with its arguments (Dagster may carry the error between processes)
         return (type(self), (self.partition, self.checks))
