@@ -175,3 +175,9 @@ def test_every_column_of_every_table_in_the_catalog_is_described() -> None:
         tables += 1
         undescribed += [f"{key.to_user_string()}.{c.name}" for c in schema.columns if not (c.description or "").strip()]
     assert tables >= 10 and undescribed == []
+
+
+def test_every_asset_in_the_catalog_has_owners() -> None:
+    graph = defs().resolve_asset_graph()
+    unowned = [key.to_user_string() for key in graph.get_all_asset_keys() if not graph.get(key).owners]
+    assert unowned == []

@@ -49,6 +49,7 @@ from aed_pipeline.lib.at_flower.validate import (
 )
 from aed_pipeline.lib.at_flower.write.served import ServedDay, write_served_days
 from aed_pipeline.lib.core.archive import RawArchive
+from aed_pipeline.lib.core.display import listed
 from aed_pipeline.lib.core.errors import SourceError
 from aed_pipeline.lib.core.kst import date_span, kst_date
 from aed_pipeline.lib.core.sync_log import record_failed_sync
@@ -196,7 +197,7 @@ def _report_archive_run(
         context,
         sale_dates,
         {
-            "run_dates_without_auction": ", ".join(no_auction) if no_auction else "none",
+            "run_dates_without_auction": listed(no_auction, ", "),
             "run_rows_per_date_and_group": dg.MetadataValue.md(
                 markdown_table(
                     ["sale date", "day", *group_names(), "pages", "note"],
@@ -511,7 +512,7 @@ def _check_results(outcome: FlowerDaysValidation, rule: VolumeRule, price_check_
             passed=not outcome.failed_dates[name],
             severity=dg.AssetCheckSeverity.ERROR,
             metadata={
-                "failed_dates": ", ".join(d.isoformat() for d in outcome.failed_dates[name]) or "none",
+                "failed_dates": listed((d.isoformat() for d in outcome.failed_dates[name]), ", "),
                 "dates_checked": dates_checked,
                 **metadata[name],
             },

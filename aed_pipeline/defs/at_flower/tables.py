@@ -19,6 +19,7 @@ from aed_pipeline.defs.shared.metadata import (
     markdown_table,
     post_write_check_results,
     run_sale_dates,
+    warehouse_table_spec,
 )
 from aed_pipeline.defs.shared.resources import WarehouseResource
 from aed_pipeline.lib.at_flower.records import ValidatedFlowerDay
@@ -46,7 +47,7 @@ from aed_pipeline.lib.at_flower.write.normalised import (
     write_bidding_days,
 )
 from aed_pipeline.lib.core.audit import PostWriteCheck
-from aed_pipeline.lib.core.display import MISSING, shown
+from aed_pipeline.lib.core.display import MISSING, listed, shown
 from aed_pipeline.lib.core.kst import date_span
 
 VALIDATED = dg.AssetKey("flower_auction_validated")
@@ -197,7 +198,7 @@ def _check_results(
     summary = {
         name: {
             "dates_checked": len(verdicts[name]),
-            "dates_failed": ", ".join(d.isoformat() for d, c in verdicts[name] if not c.passed) or "none",
+            "dates_failed": listed((d.isoformat() for d, c in verdicts[name] if not c.passed), ", "),
             "sale_date_shown": shown_date.isoformat(),
         }
         for name, (shown_date, _) in judged.items()
@@ -384,30 +385,20 @@ def _run_corrections(written: list[WrittenBiddingDay]) -> str:
 
 # The history and the versions, in the catalog beside bidding_flowers: a table and a view its
 # transaction keeps (external assets: nothing materialises them on their own).
-bidding_flowers_history = dg.AssetSpec(
+bidding_flowers_history = warehouse_table_spec(
     BIDDING_HISTORY_TABLE,
     deps=[BIDDING_FLOWERS],
-    group_name=AT_FLOWER.group,
-    kinds={"postgres"},
-    owners=OWNERS,
-    metadata={
-        "dagster/column_schema": column_schema(BIDDING_HISTORY_COLUMNS),
-        "dagster/table_name": f"public.{BIDDING_HISTORY_TABLE}",
-    },
+    group=AT_FLOWER.group,
+    columns=BIDDING_HISTORY_COLUMNS,
     description="The versions of bidding_flowers a sync replaced: settlement corrections (served again with "
     "other values) and withdrawn rows, with when and by which run each was written and replaced. Written in the "
     "transaction of each sale date's slice; never deleted.",
 )
-bidding_flowers_versions = dg.AssetSpec(
+bidding_flowers_versions = warehouse_table_spec(
     BIDDING_VERSIONS_VIEW,
     deps=[BIDDING_FLOWERS, bidding_flowers_history],
-    group_name=AT_FLOWER.group,
-    kinds={"postgres"},
-    owners=OWNERS,
-    metadata={
-        "dagster/column_schema": column_schema(BIDDING_VERSIONS_COLUMNS),
-        "dagster/table_name": f"public.{BIDDING_VERSIONS_VIEW}",
-    },
+    group=AT_FLOWER.group,
+    columns=BIDDING_VERSIONS_COLUMNS,
     description="Every version of the settled flower prices (a view): the replaced ones of "
     "bidding_flowers_history and the current ones of bidding_flowers, numbered per sale date, 품종 and grade "
     "from the first published (version 1); is_current marks the one bidding_flowers holds.",

@@ -25,10 +25,10 @@ from aed_pipeline.defs.egen_aed.reporting import check_results, log_line, plan_m
 from aed_pipeline.defs.egen_aed.resources import EgenApiResource
 from aed_pipeline.defs.shared.failures import StepRetryConfig, refused, retry_or_fail, warehouse_step
 from aed_pipeline.defs.shared.freshness import freshness_policy
-from aed_pipeline.defs.shared.metadata import OWNERS, column_schema
+from aed_pipeline.defs.shared.metadata import OWNERS, warehouse_table_spec
 from aed_pipeline.defs.shared.partitions import MAX_RUNTIME_SECONDS, MAX_RUNTIME_TAG
 from aed_pipeline.defs.shared.resources import RawArchiveResource, WarehouseResource
-from aed_pipeline.lib.core.display import MISSING, NONE, is_missing, shown
+from aed_pipeline.lib.core.display import MISSING, NONE, is_missing, listed, shown
 from aed_pipeline.lib.core.errors import SourceError
 from aed_pipeline.lib.core.sync_log import record_failed_sync, replace_rejected_records
 from aed_pipeline.lib.egen_aed.checks import IntegrityThresholds
@@ -253,7 +253,7 @@ def aed_validated(
             "fetched": snapshot.fetched,
             "rejected_rows": snapshot.rejected,
             "region_from_address": validation.region_from_address,
-            "blocking_failures": ", ".join(snapshot.blocking_failures) or "none",
+            "blocking_failures": listed(snapshot.blocking_failures, ", "),
             "rejected_examples": dg.MetadataValue.md(examples) if examples else dg.MetadataValue.text(NONE),
             "null_shares": snapshot.profile["null_shares"],
             "rows_file": dg.MetadataValue.path(snapshot.rows_path),
@@ -397,22 +397,20 @@ aed_sync_plan_job = dg.define_asset_job(
 
 # The change feed and the repairs, in the catalog beside aed_data: a view and a table aed_data's
 # transaction keeps (external assets: nothing materialises them on their own).
-aed_changes = dg.AssetSpec(
+aed_changes = warehouse_table_spec(
     "aed_changes",
     deps=[AED_DATA],
-    group_name=GROUP,
-    kinds={"postgres"},
-    metadata={"dagster/column_schema": column_schema(AED_CHANGES_COLUMNS), "dagster/table_name": "public.aed_changes"},
+    group=GROUP,
+    columns=AED_CHANGES_COLUMNS,
     description="The AED change feed (a view over aed_data_versions and aed_repairs): one row per device change "
     "between consecutive applied snapshots, with the change type, the changed columns and their values before and "
     "after. Command line: aed-pipeline aed changes --since DATE.",
 )
-aed_repairs = dg.AssetSpec(
+aed_repairs = warehouse_table_spec(
     "aed_repairs",
     deps=[AED_DATA],
-    group_name=GROUP,
-    kinds={"postgres"},
-    metadata={"dagster/column_schema": column_schema(AED_REPAIRS_COLUMNS), "dagster/table_name": "public.aed_repairs"},
+    group=GROUP,
+    columns=AED_REPAIRS_COLUMNS,
     description="Rows of aed_data edited outside the sync and repaired by a reconciliation (no version is "
     "created), written in aed_data's transaction; the change feed shows them as repaired.",
 )

@@ -86,6 +86,27 @@ def column_schema(columns: Sequence[tuple[str, str, str]]) -> dg.TableSchema:
     return dg.TableSchema(columns=[dg.TableColumn(name, type_, description=text) for name, type_, text in columns])
 
 
+def warehouse_table_spec(
+    name: str,
+    *,
+    deps: Sequence[dg.AssetKey | dg.AssetSpec | str],
+    group: str,
+    columns: Sequence[tuple[str, str, str]],
+    description: str,
+) -> dg.AssetSpec:
+    """A table or view a sync's transaction keeps beside its asset, in the catalog as an external
+    asset (nothing materialises it on its own): its columns, its name in the warehouse, its owners."""
+    return dg.AssetSpec(
+        name,
+        deps=deps,
+        group_name=group,
+        kinds={"postgres"},
+        owners=OWNERS,
+        metadata={"dagster/column_schema": column_schema(columns), "dagster/table_name": f"public.{name}"},
+        description=description,
+    )
+
+
 def post_write_check_results(
     asset_key: dg.AssetKey | str,
     checks: Sequence[PostWriteCheck],
