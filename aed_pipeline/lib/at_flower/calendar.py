@@ -13,8 +13,6 @@ from collections.abc import Collection
 from datetime import date
 from functools import lru_cache
 
-import holidays
-
 __all__ = ["non_auction_reason"]
 
 _WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
@@ -22,6 +20,9 @@ _WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Satur
 
 @lru_cache(maxsize=64)
 def _korean_public_holidays(year: int) -> dict[date, str]:
+    # Imported here: the package is ~75 ms of every run's start, and only flower runs need it.
+    import holidays
+
     return dict(holidays.KR(years=year))
 
 

@@ -225,43 +225,47 @@ class AedRecordSchema(pa.DataFrameModel):
     Nulls are allowed wherever the API may leave an element out; the serial is the only
     required field. Every text is bounded and free of NUL characters (PostgreSQL text cannot
     hold them).
+
+    The columns are ``Series[Any]`` because every one is text by construction (records_table
+    reads each field as a string): pandera's own per-column dtype check cost as much as the
+    format checks themselves, so :func:`failed_checks_by_row` checks the frame's dtypes once.
     """
 
-    equipment_serial: Series[str] = pa.Field(nullable=False, str_length={"min_value": 1, "max_value": 64})
-    sido: Series[str] = pa.Field(nullable=True)
-    gugun: Series[str] = pa.Field(nullable=True)
-    installation_institution: Series[str] = pa.Field(nullable=True)
-    installation_address: Series[str] = pa.Field(nullable=True)
-    installation_position: Series[str] = pa.Field(nullable=True)
-    latitude: Series[str] = pa.Field(nullable=True, str_matches=_DEGREES)
-    longitude: Series[str] = pa.Field(nullable=True, str_matches=_DEGREES)
-    manufacturer: Series[str] = pa.Field(nullable=True)
-    model_name: Series[str] = pa.Field(nullable=True)
-    institution_tel: Series[str] = pa.Field(nullable=True)
-    manager: Series[str] = pa.Field(nullable=True)
-    manager_tel: Series[str] = pa.Field(nullable=True)
-    zipcode: Series[str] = pa.Field(nullable=True, str_matches=r"\A\d{3,7}\Z")
-    mon_start: Series[str] = pa.Field(nullable=True, str_matches=_HHMM)
-    mon_end: Series[str] = pa.Field(nullable=True, str_matches=_HHMM)
-    tue_start: Series[str] = pa.Field(nullable=True, str_matches=_HHMM)
-    tue_end: Series[str] = pa.Field(nullable=True, str_matches=_HHMM)
-    wed_start: Series[str] = pa.Field(nullable=True, str_matches=_HHMM)
-    wed_end: Series[str] = pa.Field(nullable=True, str_matches=_HHMM)
-    thu_start: Series[str] = pa.Field(nullable=True, str_matches=_HHMM)
-    thu_end: Series[str] = pa.Field(nullable=True, str_matches=_HHMM)
-    fri_start: Series[str] = pa.Field(nullable=True, str_matches=_HHMM)
-    fri_end: Series[str] = pa.Field(nullable=True, str_matches=_HHMM)
-    sat_start: Series[str] = pa.Field(nullable=True, str_matches=_HHMM)
-    sat_end: Series[str] = pa.Field(nullable=True, str_matches=_HHMM)
-    sun_start: Series[str] = pa.Field(nullable=True, str_matches=_HHMM)
-    sun_end: Series[str] = pa.Field(nullable=True, str_matches=_HHMM)
-    hol_start: Series[str] = pa.Field(nullable=True, str_matches=_HHMM)
-    hol_end: Series[str] = pa.Field(nullable=True, str_matches=_HHMM)
-    sun_week1: Series[str] = pa.Field(nullable=True, str_matches=_YN)
-    sun_week2: Series[str] = pa.Field(nullable=True, str_matches=_YN)
-    sun_week3: Series[str] = pa.Field(nullable=True, str_matches=_YN)
-    sun_week4: Series[str] = pa.Field(nullable=True, str_matches=_YN)
-    sun_week5: Series[str] = pa.Field(nullable=True, str_matches=_YN)
+    equipment_serial: Series[Any] = pa.Field(nullable=False, str_length={"min_value": 1, "max_value": 64})
+    sido: Series[Any] = pa.Field(nullable=True)
+    gugun: Series[Any] = pa.Field(nullable=True)
+    installation_institution: Series[Any] = pa.Field(nullable=True)
+    installation_address: Series[Any] = pa.Field(nullable=True)
+    installation_position: Series[Any] = pa.Field(nullable=True)
+    latitude: Series[Any] = pa.Field(nullable=True, str_matches=_DEGREES)
+    longitude: Series[Any] = pa.Field(nullable=True, str_matches=_DEGREES)
+    manufacturer: Series[Any] = pa.Field(nullable=True)
+    model_name: Series[Any] = pa.Field(nullable=True)
+    institution_tel: Series[Any] = pa.Field(nullable=True)
+    manager: Series[Any] = pa.Field(nullable=True)
+    manager_tel: Series[Any] = pa.Field(nullable=True)
+    zipcode: Series[Any] = pa.Field(nullable=True, str_matches=r"\A\d{3,7}\Z")
+    mon_start: Series[Any] = pa.Field(nullable=True, str_matches=_HHMM)
+    mon_end: Series[Any] = pa.Field(nullable=True, str_matches=_HHMM)
+    tue_start: Series[Any] = pa.Field(nullable=True, str_matches=_HHMM)
+    tue_end: Series[Any] = pa.Field(nullable=True, str_matches=_HHMM)
+    wed_start: Series[Any] = pa.Field(nullable=True, str_matches=_HHMM)
+    wed_end: Series[Any] = pa.Field(nullable=True, str_matches=_HHMM)
+    thu_start: Series[Any] = pa.Field(nullable=True, str_matches=_HHMM)
+    thu_end: Series[Any] = pa.Field(nullable=True, str_matches=_HHMM)
+    fri_start: Series[Any] = pa.Field(nullable=True, str_matches=_HHMM)
+    fri_end: Series[Any] = pa.Field(nullable=True, str_matches=_HHMM)
+    sat_start: Series[Any] = pa.Field(nullable=True, str_matches=_HHMM)
+    sat_end: Series[Any] = pa.Field(nullable=True, str_matches=_HHMM)
+    sun_start: Series[Any] = pa.Field(nullable=True, str_matches=_HHMM)
+    sun_end: Series[Any] = pa.Field(nullable=True, str_matches=_HHMM)
+    hol_start: Series[Any] = pa.Field(nullable=True, str_matches=_HHMM)
+    hol_end: Series[Any] = pa.Field(nullable=True, str_matches=_HHMM)
+    sun_week1: Series[Any] = pa.Field(nullable=True, str_matches=_YN)
+    sun_week2: Series[Any] = pa.Field(nullable=True, str_matches=_YN)
+    sun_week3: Series[Any] = pa.Field(nullable=True, str_matches=_YN)
+    sun_week4: Series[Any] = pa.Field(nullable=True, str_matches=_YN)
+    sun_week5: Series[Any] = pa.Field(nullable=True, str_matches=_YN)
 
     @pa.check(
         "equipment_serial",
@@ -376,6 +380,10 @@ def _none(series: pd.Series) -> list[Any]:
 
 def failed_checks_by_row(text: pd.DataFrame) -> dict[Any, list[dict[str, Any]]]:
     """Run the pandera model lazily; the failures of every bad record, by frame index."""
+    not_text = [column for column in TEXT_SCHEMA_COLUMNS if column in text and text[column].dtype != "str"]
+    if not_text:
+        # Our own mapping is broken, not a record: no record can make a column anything but text.
+        raise TypeError(f"the AED text columns {', '.join(not_text)} are not text before validation")
     try:
         AedRecordSchema.validate(text, lazy=True)
     except pa.errors.SchemaErrors as errors:

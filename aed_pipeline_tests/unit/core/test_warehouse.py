@@ -3,6 +3,8 @@ concurrent first use), the engine that migrates on first use, and the database U
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -101,6 +103,37 @@ def test_warehouse_engine_migrates_on_first_use(fresh_database_url: str) -> None
     engine = warehouse_engine(fresh_database_url)
     assert current_revision(engine) == head_revision()
     engine.dispose()
+
+
+def test_the_revisions_read_without_alembic_are_alembics_own(fresh_database_url: str) -> None:
+    # head_revision reads the migration files' names and current_revision the version table, so that
+    # a run need not import Alembic; both must say what Alembic itself says.
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    from aed_pipeline.lib.core.warehouse import alembic_config
+
+    assert head_revision() == ScriptDirectory.from_config(alembic_config()).get_current_head()
+    engine = create_warehouse_engine(fresh_database_url)
+    for migrate, revision, expected in (
+        (upgrade_schema, "0003", "0003"),
+        (upgrade_schema, "head", head_revision()),
+        (downgrade_schema, "base", None),
+    ):
+        migrate(engine, revision)
+        with engine.connect() as conn:
+            assert MigrationContext.configure(conn).get_current_revision() == expected
+        assert current_revision(engine) == expected
+    engine.dispose()
+
+
+def test_loading_the_code_location_imports_neither_alembic_nor_holidays() -> None:
+    # Both are a start-up cost of every run and CLI command that only migrations and flower runs need.
+    code = (
+        "import sys, aed_pipeline.definitions as d; d.defs(); print(sorted({'alembic', 'holidays'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_plain_postgresql_urls_use_psycopg3_and_passwords_are_redacted() -> None:

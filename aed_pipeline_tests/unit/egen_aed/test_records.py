@@ -7,7 +7,10 @@ import pytest
 
 from aed_pipeline.lib.egen_aed.client import parse_egen_response
 from aed_pipeline.lib.egen_aed.records import (
+    failed_checks_by_row,
+    map_to_columns,
     normalize_sido,
+    records_frame,
     region_from_address,
     row_hashes,
     validate_records,
@@ -100,3 +103,20 @@ def test_masked_personal_fields_stay_masked_and_out_of_failure_reports():
     assert list(frame["manager"]) == [r["manager"] for r in records]
     assert list(frame["manager_tel"]) == [r["managerTel"] for r in records]
     assert all(m.endswith("**") for m in frame["manager"])
+
+
+def test_values_served_as_json_numbers_are_validated_as_their_text():
+    # The JSON variant types 1800 and 37.5 as numbers; validation sees them as the text XML serves.
+    record = {**_recorded_records()[0], "monEndTme": 1800, "wgs84Lat": 37.5, "zipcode1": 3154}
+    result = validate_records([record], HEALTH_CENTERS)
+    assert result.rejected == []
+    assert result.frame.loc[0, "mon_end"] == "18:00" and result.frame.loc[0, "latitude"] == 37.5
+
+
+def test_a_column_that_is_not_text_is_our_own_error_named_before_any_record_is_judged():
+    # The schema leaves the dtype to this one check of the frame: a mapping that yields numbers fails
+    # loudly instead of judging records by the text of those numbers.
+    text, _ = map_to_columns(records_frame(_recorded_records()), HEALTH_CENTERS)
+    text["latitude"] = text["latitude"].astype("float64")
+    with pytest.raises(TypeError, match="latitude are not text"):
+        failed_checks_by_row(text)
