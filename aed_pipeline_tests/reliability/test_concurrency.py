@@ -204,12 +204,15 @@ class _SlowFirstPage:
         self.client, self.delay, self.first = client, delay, True
         self.num_of_rows, self.response_type = client.num_of_rows, client.response_type
 
-    def fetch_full_down_page(self, page_no: int):
-        page = self.client.fetch_full_down_page(page_no)
+    def download_full_down_page(self, page_no: int):
+        served = self.client.download_full_down_page(page_no)
         if self.first:
             self.first = False
             time.sleep(self.delay)
-        return page
+        return served
+
+    def read_full_down_page(self, served):
+        return self.client.read_full_down_page(served)
 
 
 def test_two_fetches_of_the_same_aed_date_at_once_keep_one_complete_manifest(tmp_path) -> None:

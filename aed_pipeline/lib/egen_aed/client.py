@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -419,6 +420,26 @@ class EgenPage:
     served_at: datetime | None = None
 
 
+@dataclass(frozen=True)
+class ServedPage:
+    """One ``getAedFullDown`` response as the API served it, before its records are read: see
+    :meth:`EgenClient.download_full_down_page`. ``page`` is the parsed page when it had to be read
+    at once (any body but a success envelope)."""
+
+    page_no: int
+    raw: bytes = field(repr=False)
+    content_type: str
+    served_at: datetime | None
+    page: EgenPage | None = field(default=None, repr=False)
+
+
+# A body opening as a success envelope (what every full page of the API looks like, declaration
+# optional): its parse can only succeed or find the body malformed, neither of which is retried.
+_XML_SUCCESS_HEAD = re.compile(
+    rb"\A(?:\xef\xbb\xbf)?\s*(?:<\?xml[^<>]*\?>\s*)?<response>\s*<header>\s*<resultCode>\s*0?0\s*</resultCode>"
+)
+
+
 def served_date_header(response: httpx.Response) -> datetime | None:
     """The response's ``Date`` header as an aware datetime, or None if absent or unreadable."""
     value = response.headers.get("date")
@@ -496,30 +517,51 @@ class EgenClient(SourceClient):
 
     def fetch_full_down_page(self, page_no: int) -> EgenPage:
         """Fetch and parse one ``getAedFullDown`` page (retrying transient failures)."""
+        return self.read_full_down_page(self.download_full_down_page(page_no))
+
+    def download_full_down_page(self, page_no: int) -> ServedPage:
+        """The network half of :meth:`fetch_full_down_page`: one page's response, transient failures
+        retried, its records not yet read (:meth:`read_full_down_page` reads them).
+
+        Whatever could be a transient failure (HTTP 429 or 5xx, a dropped connection, an error
+        envelope) is read here, inside the retry loop. Only a body opening as a success envelope is
+        left unparsed: reading it can only succeed or find it malformed, which no retry mends, so
+        the fetch parses one page while the next downloads.
+        """
         if page_no < 1:
             raise ValueError("page_no must be >= 1")
         operation = OPERATION_FULL_DOWN
 
-        def interpret(response: httpx.Response) -> EgenPage:
-            return self._interpret(response, operation, page_no)
+        def interpret(response: httpx.Response) -> ServedPage:
+            if response.status_code != 200:
+                self._raise_for_status(response, operation, page_no)
+            served = ServedPage(
+                page_no, response.content, response.headers.get("content-type", ""), served_date_header(response)
+            )
+            if _XML_SUCCESS_HEAD.match(served.raw, 0, 512):
+                return served
+            return ServedPage(
+                served.page_no, served.raw, served.content_type, served.served_at, self._read(served, operation)
+            )
 
-        page = self._http.get(self.full_down_url(page_no), operation=operation, page=page_no, interpret=interpret)
+        return self._http.get(self.full_down_url(page_no), operation=operation, page=page_no, interpret=interpret)
+
+    def read_full_down_page(self, served: ServedPage) -> EgenPage:
+        """The records of a downloaded page, checked against the request (raises the client's typed
+        errors for a malformed page)."""
+        page = served.page or self._read(served, OPERATION_FULL_DOWN)
         logger.info(
             "%s %s page %d: %d records (totalCount %d)",
             SOURCE_EGEN,
-            operation,
-            page_no,
+            OPERATION_FULL_DOWN,
+            page.page_no,
             len(page.records),
             page.total_count,
         )
         return page
 
-    def _interpret(self, response: httpx.Response, operation: str, page_no: int) -> EgenPage:
-        raw = response.content
-        content_type = response.headers.get("content-type", "")
-        status = response.status_code
-        if status != 200:
-            self._raise_for_status(response, operation, page_no)
+    def _read(self, served: ServedPage, operation: str) -> EgenPage:
+        raw, page_no = served.raw, served.page_no
         parsed = parse_egen_response(raw, response_type=self.response_type, operation=operation, page=page_no)
         if len(parsed.records) > self.num_of_rows:
             raise _invalid(
@@ -544,9 +586,9 @@ class EgenClient(SourceClient):
             total_count=parsed.total_count,
             records=parsed.records,
             raw=raw,
-            content_type=content_type,
+            content_type=served.content_type,
             response_type=parsed.format,
-            served_at=served_date_header(response),
+            served_at=served.served_at,
         )
 
     def _raise_for_status(self, response: httpx.Response, operation: str, page_no: int) -> None:

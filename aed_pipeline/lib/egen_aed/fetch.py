@@ -22,7 +22,7 @@ from typing import Protocol
 from aed_pipeline.lib.core.archive import ArchiveError, PageSetManifest, RawArchive, utc_now_iso
 from aed_pipeline.lib.core.kst import kst_date
 from aed_pipeline.lib.egen_aed import SOURCE_NAME
-from aed_pipeline.lib.egen_aed.client import OPERATION_FULL_DOWN, EgenPage, page_count
+from aed_pipeline.lib.egen_aed.client import OPERATION_FULL_DOWN, EgenPage, ServedPage, page_count
 from aed_pipeline.lib.egen_aed.parsed import ParsedPages
 
 logger = logging.getLogger(__name__)
@@ -36,10 +36,21 @@ class SnapshotUnavailable(Exception):
 
 
 class FullDownClient(Protocol):
+    """What the fetch needs of :class:`~aed_pipeline.lib.egen_aed.client.EgenClient`: a page's
+    download and the reading of its records, apart, so that the two can overlap."""
+
     num_of_rows: int
     response_type: str
 
-    def fetch_full_down_page(self, page_no: int) -> EgenPage: ...
+    def download_full_down_page(self, page_no: int) -> ServedPage: ...
+
+    def read_full_down_page(self, served: ServedPage) -> EgenPage: ...
+
+
+#: Pages downloaded ahead of the one being read and archived. Two keep the API busy while a page
+#: is parsed and archived (each about as long as the API takes to serve one); still one request
+#: at a time, in page order (one download thread).
+PAGES_AHEAD = 2
 
 
 @dataclass(frozen=True)
@@ -127,21 +138,22 @@ def _fetch_snapshot(
     fetched: list[int] = []
     restarted = False
     page_no = 1 if manifest.total_count is None else None
-    # The next missing page is requested while this one is archived: the API's time to serve a page
-    # and ours to parse and archive the previous one overlap. Still one request at a time.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="egen-fetch") as ahead:
-        requested: tuple[int, Future[EgenPage]] | None = None
+    # The next missing pages are downloaded while this one is read and archived: the API's time to
+    # serve a page and ours to parse and archive the one before overlap. One download thread, so
+    # still one request at a time and in page order.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="egen-fetch") as downloads:
+        ahead: dict[int, Future[ServedPage]] = {}
         while True:
             if page_no is None:
                 missing = manifest.missing_pages()
                 if not missing:
                     break
                 page_no = missing[0]
-            if requested is not None and requested[0] == page_no:
-                page = requested[1].result()
-            else:
-                page = client.fetch_full_down_page(page_no)
-            requested = None
+            downloaded = ahead.pop(page_no, None)
+            served = downloaded.result() if downloaded is not None else client.download_full_down_page(page_no)
+            if manifest.total_count is not None:
+                _download_ahead(downloads, ahead, client, [n for n in manifest.missing_pages() if n != page_no])
+            page = client.read_full_down_page(served)
             served_on = kst_date(page.served_at)
             if served_on != partition:
                 raise SnapshotUnavailable(_wrong_date_message(partition, served_on, manifest, location))
@@ -162,9 +174,7 @@ def _fetch_snapshot(
             if manifest.total_count is None:
                 manifest.total_count = page.total_count
                 manifest.expected_pages = max(1, page_count(page.total_count, client.num_of_rows))
-            upcoming = [n for n in manifest.missing_pages() if n != page_no]
-            if upcoming:
-                requested = (upcoming[0], ahead.submit(client.fetch_full_down_page, upcoming[0]))
+            _download_ahead(downloads, ahead, client, [n for n in manifest.missing_pages() if n != page_no])
             manifest.origin = origin
             manifest.format = page.response_type
             entry = archive.add_page(
@@ -180,6 +190,15 @@ def _fetch_snapshot(
     if not manifest.complete:
         logger.warning("e-gen snapshot %s archived but inconsistent: %s", key, snapshot_summary(manifest))
     return SnapshotFetch(manifest, tuple(fetched), reused, location)
+
+
+def _download_ahead(
+    downloads: ThreadPoolExecutor, ahead: dict[int, Future[ServedPage]], client: FullDownClient, upcoming: list[int]
+) -> None:
+    """Ask the download thread for the first :data:`PAGES_AHEAD` of ``upcoming`` not yet asked for."""
+    for page_no in upcoming[:PAGES_AHEAD]:
+        if page_no not in ahead:
+            ahead[page_no] = downloads.submit(client.download_full_down_page, page_no)
 
 
 def first_partition(archive: RawArchive, *, today: date | None = None) -> date:

@@ -143,26 +143,39 @@ class _Watched(httpx.BaseTransport):
                 self.in_flight -= 1
 
 
-def test_the_next_page_is_requested_while_one_is_archived_but_never_two_at_once(tmp_path):
-    """The fetch asks for page n+1 as it archives page n: every page exactly once, in order, one request at a time."""
+def test_the_next_pages_are_requested_while_one_is_read_and_archived_but_never_two_at_once(tmp_path):
+    """The fetch asks for pages n+1 and n+2 while it parses and archives page n: every page exactly
+    once, in order, one request at a time."""
     day = dt.date(2026, 3, 2)
     sim = Simulator(today=day, aed_count=1200)
     transport = _Watched(simulator_transport(sim))
+    requested_when_read: dict[int, int] = {}
     requested_when_archived: dict[int, int] = {}
+
+    class NotingClient(EgenClient):
+        def read_full_down_page(self, served):
+            if served.page_no > 1:  # page 1 is read first: it tells how many pages there are
+                # Give the request for the next page, if one was sent off, the moment to start.
+                waited = time.monotonic() + 2
+                while transport.started <= served.page_no < 5 and time.monotonic() < waited:
+                    time.sleep(0.005)
+            requested_when_read[served.page_no] = transport.started
+            return super().read_full_down_page(served)
 
     class NotingArchive(RawArchive):
         def add_page(self, manifest, page, raw, **kwargs):
-            # Give the request for the next page, if one was sent off, the moment to start.
             waited = time.monotonic() + 2
-            while transport.started <= page < 5 and time.monotonic() < waited:
+            while transport.started <= min(page + 1, 4) and time.monotonic() < waited:
                 time.sleep(0.005)
             requested_when_archived[page] = transport.started
             return super().add_page(manifest, page, raw, **kwargs)
 
-    with EgenClient("k", num_of_rows=250, http=HttpOptions(transport=transport)) as client:
+    with NotingClient("k", num_of_rows=250, http=HttpOptions(transport=transport)) as client:
         fetch = fetch_snapshot(client, NotingArchive(tmp_path), day, origin="simulator")
     assert fetch.complete and fetch.fetched_pages == (1, 2, 3, 4, 5)
     assert [int(r.params["pageNo"]) for r in sim.request_log] == [1, 2, 3, 4, 5]
-    # Page n is archived once page n+1 has been asked for (the last has no next).
-    assert requested_when_archived == {1: 2, 2: 3, 3: 4, 4: 5, 5: 5}
+    # Page n (after the first) is read once page n+1 has been asked for, and archived once n+2 has
+    # (no more pages than there are); never more than two pages ahead.
+    assert requested_when_read == {1: 1, 2: 3, 3: 4, 4: 5, 5: 5}
+    assert requested_when_archived == {1: 3, 2: 4, 3: 5, 4: 5, 5: 5}
     assert transport.most_in_flight == 1
