@@ -189,6 +189,24 @@ def test_a_broken_page_is_a_clear_invalid_response(sim, server, caplog, fault: s
     assert requests_to(sim, "egen") == 1
 
 
+def test_a_success_page_is_read_after_its_download_and_an_error_envelope_inside_it(sim, server) -> None:
+    # The fetch parses a page while the next downloads; only a success envelope may wait, since
+    # reading it cannot call for a retry. An error envelope is read in the retry loop, and retried
+    # when transient (code 23, the per-second quota).
+    with egen(server) as client:
+        served = client.download_full_down_page(1)
+        assert served.page is None
+        assert client.read_full_down_page(served).records == client.fetch_full_down_page(1).records
+    sim.faults.egen_per_second_count = 1
+    before = requests_to(sim, "egen")
+    with egen(server, http=HttpOptions(retry=FAST_RETRIES)) as client:
+        assert client.download_full_down_page(1).page is None
+    assert requests_to(sim, "egen") == before + 2
+    sim.faults.egen_provider_error_count = 1
+    with pytest.raises(SourceAuthError), egen(server) as client:
+        client.download_full_down_page(1)
+
+
 def test_a_default_user_agent_is_blocked_by_the_gateway(sim, server, caplog) -> None:
     error = _egen_error(server, caplog, http=HttpOptions(retry=FAST_RETRIES, user_agent="python-httpx/0.28.1"))
     assert isinstance(error, SourceRequestInvalid)
