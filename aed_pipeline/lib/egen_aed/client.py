@@ -550,7 +550,8 @@ class EgenClient(SourceClient):
         """The records of a downloaded page, checked against the request (raises the client's typed
         errors for a malformed page)."""
         page = served.page or self._read(served, OPERATION_FULL_DOWN)
-        logger.info(
+        # Debug: each line in a Dagster run is an event-log write (~25 ms); the fetch logs progress.
+        logger.debug(
             "%s %s page %d: %d records (totalCount %d)",
             SOURCE_EGEN,
             OPERATION_FULL_DOWN,

@@ -14,6 +14,7 @@ and today's registry is never stored under another date.
 from __future__ import annotations
 
 import logging
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
@@ -51,6 +52,10 @@ class FullDownClient(Protocol):
 #: is parsed and archived (each about as long as the API takes to serve one); still one request
 #: at a time, in page order (one download thread).
 PAGES_AHEAD = 2
+
+#: At most one progress line per this many seconds: each line in a Dagster run is an event-log write
+#: (~25 ms each on the dev instance's SQLite, most of a page's own time at 5,000 records).
+PROGRESS_EVERY_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -141,6 +146,7 @@ def _fetch_snapshot(
     # The next missing pages are downloaded while this one is read and archived: the API's time to
     # serve a page and ours to parse and archive the one before overlap. One download thread, so
     # still one request at a time and in page order.
+    progress_due = time.monotonic() + PROGRESS_EVERY_SECONDS
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="egen-fetch") as downloads:
         ahead: dict[int, Future[ServedPage]] = {}
         while True:
@@ -184,6 +190,15 @@ def _fetch_snapshot(
                 parsed.keep(entry.sha256, page.records)
             fetched.append(page_no)
             page_no = None
+            if time.monotonic() >= progress_due:
+                progress_due = time.monotonic() + PROGRESS_EVERY_SECONDS
+                logger.info(
+                    "e-gen snapshot %s: %d of %d pages archived (%d records)",
+                    key,
+                    len(manifest.pages),
+                    manifest.expected_pages,
+                    manifest.records,
+                )
     manifest.complete = is_complete(manifest)
     manifest.completed_at = utc_now_iso()
     archive.write_manifest(manifest)

@@ -14,6 +14,7 @@ import pytest
 from aed_pipeline.lib.core.archive import PageSetManifest, RawArchive
 from aed_pipeline.lib.core.errors import SourceQuotaExceeded
 from aed_pipeline.lib.core.http import HttpOptions
+from aed_pipeline.lib.egen_aed import fetch as fetch_module
 from aed_pipeline.lib.egen_aed.client import EgenClient
 from aed_pipeline.lib.egen_aed.fetch import (
     ARCHIVE_SOURCE,
@@ -179,3 +180,22 @@ def test_the_next_pages_are_requested_while_one_is_read_and_archived_but_never_t
     assert requested_when_read == {1: 1, 2: 3, 3: 4, 4: 5, 5: 5}
     assert requested_when_archived == {1: 3, 2: 4, 3: 5, 4: 5, 5: 5}
     assert transport.most_in_flight == 1
+
+
+@pytest.mark.parametrize(("every", "lines"), [(0.0, 5), (3600.0, 0)])
+def test_progress_is_logged_at_most_once_every_few_seconds(tmp_path, caplog, monkeypatch, every, lines):
+    """Each log line of a Dagster run is an event-log write: the fetch says how far it got at most
+    every PROGRESS_EVERY_SECONDS, and no page has an INFO line of its own."""
+    monkeypatch.setattr(fetch_module, "PROGRESS_EVERY_SECONDS", every)
+    day = dt.date(2026, 3, 2)
+    caplog.set_level("INFO", logger="aed_pipeline")
+    with EgenClient(
+        "k", num_of_rows=250, http=HttpOptions(transport=simulator_transport(Simulator(today=day, aed_count=1200)))
+    ) as client:
+        fetch = fetch_snapshot(client, RawArchive(tmp_path), day, origin="simulator")
+    assert fetch.complete
+    progress = [r.getMessage() for r in caplog.records if "pages archived" in r.getMessage()]
+    assert len(progress) == lines
+    if lines:
+        assert progress[-1] == f"e-gen snapshot 2026-03-02: 5 of 5 pages archived ({fetch.manifest.records} records)"
+    assert [r for r in caplog.records if r.levelname == "INFO" and "records (totalCount" in r.getMessage()] == []
