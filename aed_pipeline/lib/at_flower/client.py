@@ -346,7 +346,9 @@ class AtFlowerClient(SourceClient):
         result = self._http.get(
             self.page_url(sale_date, flower_gubn, page), operation=operation, page=page, interpret=interpret
         )
-        logger.info("%s %s page %d: %d records", SOURCE_AT_FLOWER, operation, page, len(result.records))
+        # Debug: each line in a Dagster run is an event-log write (~25 ms), and a one-year backfill
+        # fetches some 1,500 pages; the assets log each date (or the progress of a long run).
+        logger.debug("%s %s page %d: %d records", SOURCE_AT_FLOWER, operation, page, len(result.records))
         return result
 
     def _interpret(
