@@ -147,7 +147,13 @@ def _fetch_snapshot(
     # serve a page and ours to parse and archive the one before overlap. One download thread, so
     # still one request at a time and in page order.
     progress_due = time.monotonic() + PROGRESS_EVERY_SECONDS
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="egen-fetch") as downloads:
+    # The parse is kept from a thread of its own too (an Arrow table written as a file): mostly
+    # while the next page is parsed by libxml2, which lets go of the GIL. One page at a time.
+    keeping: Future[None] | None = None
+    with (
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="egen-fetch") as downloads,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="egen-keep") as keeper,
+    ):
         ahead: dict[int, Future[ServedPage]] = {}
         while True:
             if page_no is None:
@@ -187,7 +193,9 @@ def _fetch_snapshot(
                 manifest, page_no, page.raw, records=len(page.records), content_type=page.content_type
             )
             if parsed is not None:
-                parsed.keep(entry.sha256, page.records)
+                if keeping is not None:
+                    keeping.result()
+                keeping = keeper.submit(parsed.keep, entry.sha256, page.records)
             fetched.append(page_no)
             page_no = None
             if time.monotonic() >= progress_due:
@@ -199,6 +207,8 @@ def _fetch_snapshot(
                     manifest.expected_pages,
                     manifest.records,
                 )
+        if keeping is not None:
+            keeping.result()
     manifest.complete = is_complete(manifest)
     manifest.completed_at = utc_now_iso()
     archive.write_manifest(manifest)
