@@ -8,12 +8,14 @@ failures, the blocking checks, and the daily run.
 from __future__ import annotations
 
 import functools
+import pickle
 import re
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 
@@ -27,7 +29,11 @@ from aed_pipeline.defs.at_flower.jobs import (
 )
 from aed_pipeline.defs.at_flower.resources import AtFlowerApiResource
 from aed_pipeline.defs.at_flower.tables import flower_tables
+from aed_pipeline.lib.at_flower import validate as flower_validate
+from aed_pipeline.lib.at_flower.calendar import non_auction_reason
+from aed_pipeline.lib.at_flower.checks import VolumeRule
 from aed_pipeline.lib.at_flower.fetch import archived_flower_day
+from aed_pipeline.lib.at_flower.rows import StoredFlowerDay, ValidatedRowsMissing, ValidatedRowsStore
 from aed_pipeline.lib.at_flower.validate import CHECK_DUPLICATE_KEYS, CHECK_PRICE_INVARIANTS, CHECK_VOLUME
 from aed_pipeline.lib.at_flower.write.audit import POST_WRITE_CHECKS
 from aed_pipeline.lib.at_flower.write.normalised import write_bidding_days
@@ -753,3 +759,114 @@ def test_the_daily_run_writes_today_and_the_three_days_before_in_one_run(sim, re
     # Today's auction is still settling: only part of its rows are served yet.
     sim.today = today + timedelta(days=2)
     assert per_date[today] < sum(served_per_group(sim, today).values())
+
+
+# --------------------------------------------------------------------------- one date at a time in memory
+
+
+def test_a_range_passes_from_the_validation_to_the_tables_as_one_small_value_per_date(
+    sim, resources, engine, tmp_path
+) -> None:
+    first, last = MONDAY - timedelta(days=7), MONDAY
+    assert run(resources, first=first, last=last).success
+    io_folder = tmp_path / "io" / "flower_auction_validated"
+    for n in range(8):
+        day = first + timedelta(days=n)
+        pickled = io_folder / f"{day.isoformat()}.pickle"
+        stored = pickle.loads(pickled.read_bytes())
+        # What the IO manager stores and the tables load per date: counts, verdict, a file name; no rows.
+        assert isinstance(stored, StoredFlowerDay) and stored.sale_date == day and stored.writable
+        assert not any(isinstance(value, pd.DataFrame) for value in vars(stored).values())
+        assert pickled.stat().st_size < 1024
+        rows = stored.load().rows
+        assert set(rows["sale_date"]) <= {day} and len(rows) == stored.valid
+        assert stored.valid == scalar(engine, "SELECT count(*) FROM bidding_flowers WHERE sale_date = :d", d=day)
+
+
+def test_the_validation_reads_the_served_rows_a_batch_at_a_time_and_judges_them_as_one_pass(
+    resources, engine, tmp_path, monkeypatch
+) -> None:
+    first, last = MONDAY - timedelta(days=7), MONDAY + timedelta(days=2)
+    dates = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+    assert run(resources, first=first, last=last, selection=RAW_STEPS).success
+    wednesday = first + timedelta(days=2)
+    with engine.begin() as conn:  # a duplicate on one date, every 절화 row breaking min ≤ max on another
+        conn.execute(sa.text(DUPLICATE_A_SERVED_FLOWER_ROW + " AND sale_date = :d"), {"d": MONDAY})
+        conn.execute(
+            sa.text(
+                "UPDATE public_bidding_flowers SET min_amt = (max_amt::bigint + 10)::text "
+                "WHERE flower_gubn = 1 AND sale_date = :d"
+            ),
+            {"d": wednesday},
+        )
+    served = dict(rows(engine, "SELECT sale_date, count(*) FROM public_bidding_flowers GROUP BY 1"))
+    reads: list[tuple[date, date, int]] = []
+    read_for_real = flower_validate.read_public_rows
+
+    def read_public_rows(conn, read_first, read_last):  # the real read, its ranges and sizes recorded
+        frame = read_for_real(conn, read_first, read_last)
+        reads.append((read_first, read_last, len(frame)))
+        return frame
+
+    monkeypatch.setattr(flower_validate, "read_public_rows", read_public_rows)
+
+    def validate(batch_rows: int, folder: str):
+        reads.clear()
+        outcome = flower_validate.validate_loaded_days(
+            engine,
+            resources["raw_archive"].archive(),
+            dates,
+            store=ValidatedRowsStore(tmp_path / folder),
+            rule=VolumeRule(),
+            today=SETTLED,
+            non_auction=non_auction_reason,
+            run_id=None,
+            batch_rows=batch_rows,
+        )
+        return outcome, list(reads)
+
+    one_pass, one_read = validate(10**9, "one_pass")
+    by_date, date_reads = validate(1, "by_date")
+
+    assert one_read == [(first, last, sum(served.values()))]
+    # One date per read, none of more rows than that date's: a run's memory is one batch, not the run.
+    assert [(read_first, read_last) for read_first, read_last, _ in date_reads] == [(d, d) for d in dates]
+    assert [n for _, _, n in date_reads] == [served.get(d, 0) for d in dates]
+    assert (
+        by_date.failed_dates
+        == one_pass.failed_dates
+        == {
+            CHECK_DUPLICATE_KEYS: [MONDAY],
+            CHECK_PRICE_INVARIANTS: [wednesday],
+            CHECK_VOLUME: [],
+        }
+    )
+    assert by_date.duplicates.equals(one_pass.duplicates) and by_date.price_groups.equals(one_pass.price_groups)
+    assert (by_date.anomalies, by_date.not_judged) == (one_pass.anomalies, one_pass.not_judged)
+    for d in dates:
+        alone, together = by_date.days[d], one_pass.days[d]
+        assert (alone.served, alone.valid, alone.rejected, alone.blocking_failures, alone.source) == (
+            together.served,
+            together.valid,
+            together.rejected,
+            together.blocking_failures,
+            together.source,
+        )
+        assert alone.load().rows.equals(together.load().rows)
+
+
+def test_the_tables_read_each_dates_rows_only_when_they_write_it(resources, engine, tmp_path) -> None:
+    first, second = MONDAY - timedelta(days=1), MONDAY  # a Sunday without rows, then a Monday
+    third = MONDAY + timedelta(days=1)
+    assert run(resources, first=first, last=third, selection=[*RAW_STEPS, flower_auction_validated]).success
+    io_folder = tmp_path / "io" / "flower_auction_validated"
+    days = [pickle.loads((io_folder / f"{d.isoformat()}.pickle").read_bytes()) for d in (first, second, third)]
+    writes = write_bidding_days(engine, days, run_id="one-at-a-time")
+    assert next(writes).day.sale_date == first
+    assert next(writes).day.sale_date == second
+    Path(days[2].rows_file).unlink()  # after the Monday was written: had it been read before, this would not matter
+    with pytest.raises(
+        ValidatedRowsMissing, match=r"^the validated rows of 2026-03-10 \(.*\) are gone: re-materialise"
+    ):
+        next(writes)
+    assert dict(rows(engine, "SELECT sale_date, count(*) FROM bidding_flowers GROUP BY 1")) == {second: days[1].valid}

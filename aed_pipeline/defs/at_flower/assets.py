@@ -34,7 +34,8 @@ from aed_pipeline.lib.at_flower.calendar import non_auction_reason, weekday_name
 from aed_pipeline.lib.at_flower.checks import VolumeRule
 from aed_pipeline.lib.at_flower.client import FLOWER_GUBN_NAMES
 from aed_pipeline.lib.at_flower.fetch import FLOWER_ARCHIVE_SOURCE, ArchivedFlowerDay, FlowerDaysFetch
-from aed_pipeline.lib.at_flower.records import VALID_COLUMNS, FlowerAuctionRows, ValidatedFlowerDay
+from aed_pipeline.lib.at_flower.records import VALID_COLUMNS, FlowerAuctionRows
+from aed_pipeline.lib.at_flower.rows import StoredFlowerDay, ValidatedRowsStore
 from aed_pipeline.lib.at_flower.source import AT_FLOWER
 from aed_pipeline.lib.at_flower.tables import PUBLIC_BIDDING_FLOWERS_COLUMNS, PUBLIC_TABLE, table_row_counts
 from aed_pipeline.lib.at_flower.validate import (
@@ -44,7 +45,6 @@ from aed_pipeline.lib.at_flower.validate import (
     CHECK_VOLUME,
     DatesNeverLoaded,
     FlowerDaysValidation,
-    quarantine_rejected_rows,
     validate_loaded_days,
 )
 from aed_pipeline.lib.at_flower.write.served import ServedDay, write_served_days
@@ -390,12 +390,13 @@ def flower_auction_validated(
     raw_archive: RawArchiveResource,
 ):
     """The flower auction rows typed (amounts and quantities as integers) and validated with the
-    pandera model ``FlowerAuctionRows``: one ``ValidatedFlowerDay`` per sale date holding the valid
-    rows and the verdict of the blocking checks.
+    pandera model ``FlowerAuctionRows``: one ``StoredFlowerDay`` per sale date holding the verdict
+    of the blocking checks, its counts and the file of its valid rows (``validated/at_flower/``).
 
     Invalid rows go to ``rejected_records`` with their reasons and the rest go on. Duplicate keys,
     a group whose every row breaks the price invariants, or a volume far from the same weekday's
-    trailing mean fail a blocking check, and the tables are then not written.
+    trailing mean fail a blocking check, and the tables are then not written. A long range is
+    validated a few thousand rows at a time, so a year takes no more memory than a few days.
     """
     engine = warehouse.engine()
     sale_dates = run_sale_dates(context)
@@ -407,15 +408,17 @@ def flower_auction_validated(
             raw_archive.archive(),
             sale_dates,
             rule=rule,
+            store=ValidatedRowsStore.default(),
             today=kst_date(),
             non_auction=lambda d: non_auction_reason(d, closures),
+            run_id=context.run_id,
             price_check_min_rows=config.price_check_min_rows,
         )
     except DatesNeverLoaded as error:
         # from None: the sentence is the whole failure (an alert reads the error's chain).
         raise dg.Failure(description=str(error), allow_retries=False) from None
 
-    for done, day in enumerate(quarantine_rejected_rows(engine, outcome, run_id=context.run_id), start=1):
+    for done, day in enumerate(outcome.days.values(), start=1):
         _report_validated_day(context, day, outcome.not_judged.get(day.sale_date, "judged"), done, len(sale_dates))
     for check_name, dates in outcome.failed_dates.items():
         if dates:
@@ -430,17 +433,17 @@ def flower_auction_validated(
     )
 
 
-def _verdict(day: ValidatedFlowerDay) -> str:
+def _verdict(day: StoredFlowerDay) -> str:
     return ", ".join(day.blocking_failures) or "passed"
 
 
 def _report_validated_day(
-    context: dg.AssetExecutionContext, day: ValidatedFlowerDay, volume_check: str, done: int, total: int
+    context: dg.AssetExecutionContext, day: StoredFlowerDay, volume_check: str, done: int, total: int
 ) -> None:
     key = day.sale_date.isoformat()
     context.add_asset_metadata(
         {
-            "dagster/partition_row_count": len(day.rows),
+            "dagster/partition_row_count": day.valid,
             "served_rows": day.served,
             "rejected_rows": day.rejected,
             "blocking_checks": _verdict(day),
@@ -453,15 +456,15 @@ def _report_validated_day(
         context,
         done,
         total,
-        f"{key}: {len(day.rows)} valid, {day.rejected} rejected of {day.served}; blocking checks {_verdict(day)}",
+        f"{key}: {day.valid} valid, {day.rejected} rejected of {day.served}; blocking checks {_verdict(day)}",
     )
 
 
 def _report_validated_run(
-    context: dg.AssetExecutionContext, sale_dates: list[date], outcome: FlowerDaysValidation
+    context: dg.AssetExecutionContext, sale_dates: list[date], outcome: FlowerDaysValidation[StoredFlowerDay]
 ) -> dict[str, Any]:
     """Attach the run's per-date table to the newest date; the run's metadata."""
-    per_date = [[d.isoformat(), v.served, len(v.rows), v.rejected, _verdict(v)] for d, v in outcome.days.items()]
+    per_date = [[d.isoformat(), v.served, v.valid, v.rejected, _verdict(v)] for d, v in outcome.days.items()]
     add_run_summary(
         context,
         sale_dates,
@@ -482,7 +485,7 @@ def _report_validated_run(
     }
 
 
-def _check_results(outcome: FlowerDaysValidation, rule: VolumeRule, price_check_min_rows: int) -> list:
+def _check_results(outcome: FlowerDaysValidation[StoredFlowerDay], rule: VolumeRule, price_check_min_rows: int) -> list:
     """One result per blocking check covering every date of the run; metadata names the dates
     that failed, with counts and a few examples."""
     dates_checked = len(outcome.days)

@@ -39,6 +39,7 @@ __all__ = [
     "known_volumes",
     "loaded_sale_dates",
     "read_public_rows",
+    "served_row_counts",
     "table_row_counts",
     "top_by_quantity",
 ]
@@ -181,6 +182,18 @@ def read_public_rows(conn: Connection, first: date, last: date) -> pd.DataFrame:
         rows = cursor.fetchall()
     columns = list(zip(*rows)) if rows else [()] * len(PUBLIC_FRAME_COLUMNS)
     return pd.DataFrame({name: pd.Series(values, dtype=object) for name, values in zip(PUBLIC_FRAME_COLUMNS, columns)})
+
+
+def served_row_counts(conn: Connection, first: date, last: date) -> dict[date, int]:
+    """Served rows per sale date ``first`` … ``last`` (a date without rows is absent): how the
+    validation cuts a run into batches before reading any row."""
+    counts = conn.execute(
+        sa.text(
+            f"SELECT sale_date, count(*) FROM {PUBLIC_TABLE} WHERE sale_date BETWEEN :first AND :last GROUP BY sale_date"
+        ),
+        {"first": first, "last": last},
+    )
+    return {sale_date: int(count) for sale_date, count in counts.tuples()}
 
 
 # --------------------------------------------------------------------------- normalised tables

@@ -14,7 +14,8 @@ One sale date is written in the caller's transaction, set-based, whatever its si
    the date back.
 
 A run's dates go through :func:`write_bidding_days`: each in its own transaction with its
-``sync_runs`` row, none at all when one of them failed a blocking check.
+``sync_runs`` row, none at all when one of them failed a blocking check; each date's validated rows
+are read from their file (``rows.py``) when it is written, so one date's rows are in memory at a time.
 
 The sale date is the auction date (the old Go scheduler stamped the run time), the grade is kept
 (it used to be dropped), and no table is ever read whole into memory (it used to build maps of
@@ -32,8 +33,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from aed_pipeline.lib.at_flower import SOURCE_NAME
-from aed_pipeline.lib.at_flower.records import ValidatedFlowerDay
-from aed_pipeline.lib.at_flower.tables import BIDDING_HISTORY_TABLE, BIDDING_TABLE
+from aed_pipeline.lib.at_flower.rows import StoredFlowerDay
+from aed_pipeline.lib.at_flower.tables import BIDDING_HISTORY_TABLE, BIDDING_TABLE, top_by_quantity
 from aed_pipeline.lib.at_flower.write.audit import ROW_FINGERPRINT, post_write_checks
 from aed_pipeline.lib.core import locks
 from aed_pipeline.lib.core.audit import PostWriteCheck, PostWriteChecksFailed
@@ -293,16 +294,18 @@ def _corrections(conn: Connection, sale_date: date) -> tuple[Correction, ...]:
 
 @dataclass(frozen=True)
 class WrittenBiddingDay:
-    """One validated sale date and what writing it changed."""
+    """One validated sale date (without its rows) and what writing it changed, with the date's
+    largest rows by quantity (``top_by_quantity``) for its preview."""
 
-    day: ValidatedFlowerDay
+    day: StoredFlowerDay
     counts: BiddingDayCounts
+    top: tuple[tuple, ...] = ()
 
 
 class BlockedDays(Exception):
     """Sale dates whose validated rows failed a blocking check: none of the run's dates is written."""
 
-    def __init__(self, days: Sequence[ValidatedFlowerDay]):
+    def __init__(self, days: Sequence[StoredFlowerDay]):
         self.days = list(days)
         super().__init__(
             "refusing to write sale dates whose validated rows failed a blocking check: "
@@ -311,7 +314,7 @@ class BlockedDays(Exception):
         )
 
 
-def refuse_blocked_days(days: Sequence[ValidatedFlowerDay]) -> None:
+def refuse_blocked_days(days: Sequence[StoredFlowerDay]) -> None:
     """Raise :class:`BlockedDays` when any of ``days`` failed a blocking check."""
     blocked = [day for day in days if not day.writable]
     if blocked:
@@ -319,10 +322,10 @@ def refuse_blocked_days(days: Sequence[ValidatedFlowerDay]) -> None:
 
 
 def write_bidding_days(
-    engine: Engine, days: Sequence[ValidatedFlowerDay], *, run_id: str | None, after_write: Hook | None = None
+    engine: Engine, days: Sequence[StoredFlowerDay], *, run_id: str | None, after_write: Hook | None = None
 ) -> Iterator[WrittenBiddingDay]:
     """Write each of ``days`` (in the given order) with :func:`write_bidding_day`, yielding each
-    date once it is committed.
+    date once it is committed; a date's rows are read from their file just before it is written.
 
     Refuses at once, before any write, when a date failed a blocking check (:class:`BlockedDays`).
     Each date is one transaction with its ``sync_runs`` row, marked successful inside it: a failure
@@ -335,10 +338,11 @@ def write_bidding_days(
 
 
 def _write_days(
-    engine: Engine, days: Sequence[ValidatedFlowerDay], run_id: str | None, after_write: Hook | None
+    engine: Engine, days: Sequence[StoredFlowerDay], run_id: str | None, after_write: Hook | None
 ) -> Iterator[WrittenBiddingDay]:
     with engine.connect() as conn:
         for day in days:
+            rows = day.load().rows  # before the date's sync starts: a missing file is no failed write
             with (
                 sync_run(
                     engine,
@@ -349,7 +353,7 @@ def _write_days(
                 ) as run,
                 conn.begin(),
             ):
-                counts = write_bidding_day(conn, day.sale_date, day.rows, run_id=run_id, after_write=after_write)
+                counts = write_bidding_day(conn, day.sale_date, rows, run_id=run_id, after_write=after_write)
                 run.counts.fetched = day.served
                 run.counts.rejected = day.rejected
                 run.counts.inserted = counts.inserted
@@ -358,4 +362,4 @@ def _write_days(
                 run.counts.unchanged = counts.unchanged
                 run.mark_success(conn)
             # Yielded after the commit, outside the sync's block: the caller's reporting is no part of it.
-            yield WrittenBiddingDay(day, counts)
+            yield WrittenBiddingDay(day, counts, tuple(top_by_quantity(rows)))
