@@ -61,8 +61,13 @@ def readme_ui_command() -> list[str]:
 def free_port() -> int:
     """A free localhost port: the first free one of ``AED_PIPELINE_TEST_UI_PORTS`` when set, else any."""
     span = os.environ.get(PORTS_ENV, "").strip()
-    candidates = range(int(span.split("-")[0]), int(span.split("-")[1]) + 1) if span else [0]
-    for port in candidates:
+    candidates = list(range(int(span.split("-")[0]), int(span.split("-")[1]) + 1)) if span else [0]
+    # Each pytest-xdist worker starts in its own share of the range: two workers starting a UI at the
+    # same moment would otherwise both find the first port free, and the second `dg dev` would fail.
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    start = len(candidates) * int(worker or 0) // max(workers, 1)
+    for port in candidates[start:] + candidates[:start]:
         with socket.socket() as probe:
             try:
                 probe.bind(("127.0.0.1", port))
