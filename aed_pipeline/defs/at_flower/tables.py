@@ -148,7 +148,6 @@ def flower_tables(context: dg.AssetExecutionContext, config: StepRetryConfig, va
             "written in one transaction"
         )
     loaded = per_partition([d.isoformat() for d in sale_dates], validated)
-    days: list[StoredFlowerDay] = [loaded[d.isoformat()] for d in sale_dates]
     stale = [d for d in sale_dates if not isinstance(loaded[d.isoformat()], StoredFlowerDay)]
     if stale:
         # A value stored by an earlier version (the whole frame): not worth a second reader.
@@ -157,6 +156,7 @@ def flower_tables(context: dg.AssetExecutionContext, config: StepRetryConfig, va
             "pipeline: re-materialise it for these dates",
             allow_retries=False,
         )
+    days: list[StoredFlowerDay] = [loaded[d.isoformat()] for d in sale_dates]
     try:
         writes = write_bidding_days(engine, days, run_id=context.run_id)
     except BlockedDays as blocked:

@@ -285,3 +285,8 @@ class ValidatedFlowerDay:
     @property
     def writable(self) -> bool:
         return not self.blocking_failures
+
+    @property
+    def valid(self) -> int:
+        """Its valid rows' count, as :class:`~aed_pipeline.lib.at_flower.rows.StoredFlowerDay` has it."""
+        return len(self.rows)

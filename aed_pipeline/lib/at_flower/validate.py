@@ -118,15 +118,11 @@ class FlowerDaysValidation(Generic[Day]):
 
     @property
     def valid_rows(self) -> int:
-        return sum(_valid(day) for day in self.days.values())
+        return sum(day.valid for day in self.days.values())
 
     @property
     def rejected_rows(self) -> int:
         return sum(day.rejected for day in self.days.values())
-
-
-def _valid(day: ValidatedFlowerDay | StoredFlowerDay) -> int:
-    return len(day.rows) if isinstance(day, ValidatedFlowerDay) else day.valid
 
 
 def validate_flower_batch(raw: pd.DataFrame, sale_dates: Sequence[date], *, price_check_min_rows: int) -> FlowerBatch:

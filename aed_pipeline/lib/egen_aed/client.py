@@ -26,7 +26,7 @@ import logging
 import math
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal
@@ -540,9 +540,7 @@ class EgenClient(SourceClient):
             )
             if _XML_SUCCESS_HEAD.match(served.raw, 0, 512):
                 return served
-            return ServedPage(
-                served.page_no, served.raw, served.content_type, served.served_at, self._read(served, operation)
-            )
+            return replace(served, page=self._read(served, operation))
 
         return self._http.get(self.full_down_url(page_no), operation=operation, page=page_no, interpret=interpret)
 

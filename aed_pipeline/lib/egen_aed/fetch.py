@@ -186,6 +186,7 @@ def _fetch_snapshot(
             if manifest.total_count is None:
                 manifest.total_count = page.total_count
                 manifest.expected_pages = max(1, page_count(page.total_count, client.num_of_rows))
+            # After the first page (or a restart) the pages to come are known only now.
             _download_ahead(downloads, ahead, client, [n for n in manifest.missing_pages() if n != page_no])
             manifest.origin = origin
             manifest.format = page.response_type
